@@ -1,0 +1,72 @@
+"""Command-line entry points; thin wrappers over :mod:`cgc_framework.api`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import CGCError
+
+
+def _print_plugins(as_json: bool) -> None:
+    from .plugins import load_registry
+
+    components = load_registry().components()
+    rows = [{"kind": c.kind, "name": c.name, "distribution": c.distribution, "version": c.version,
+             "entry_point": c.entry_point, "description": c.description} for c in components]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) if rows else len(k)
+              for k in ("kind", "name", "distribution", "version")}
+    header = "  ".join(k.upper().ljust(widths[k]) for k in widths) + "  DESCRIPTION"
+    print(header)
+    for r in rows:
+        print("  ".join(str(r[k]).ljust(widths[k]) for k in widths) + "  " + r["description"])
+
+
+def plugins_main(argv: list[str] | None = None) -> int:
+    """``cgc-plugins``: list every installed component with kind, name, distribution, version."""
+    parser = argparse.ArgumentParser(prog="cgc-plugins", description=plugins_main.__doc__)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    try:
+        _print_plugins(args.json)
+    except CGCError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``cgc-run CONFIG``: pretrain as CONFIG says and write a run directory."""
+    parser = argparse.ArgumentParser(
+        prog="cgc-run", description="Causal Graph-Contrast pretraining: validate CONFIG, build "
+        "experiment graphs, pretrain in stages on Ray Train workers, write a run directory.")
+    parser.add_argument("config", nargs="?", help="registry.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set trainer.num_workers=2 (repeatable)")
+    parser.add_argument("--run-dir", help="write here instead of <run.output_dir>/<run.name>-<time>")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--list-plugins", action="store_true", help="list installed components and exit")
+    args = parser.parse_args(argv)
+    try:
+        if args.list_plugins:
+            _print_plugins(False)
+            return 0
+        if not args.config:
+            parser.error("CONFIG is required (e.g. cgc-run registry.yaml)")
+        from .api import run
+
+        result = run(args.config, overrides=args.overrides, run_dir=args.run_dir,
+                     progress=False if args.quiet else None)
+    except CGCError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(result.run_dir)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

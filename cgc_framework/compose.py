@@ -1,0 +1,142 @@
+"""Composition: a validated config + the installed plugins -> a :class:`Plan` of concrete components.
+
+Every component name is looked up and every ``params:`` mapping is validated by the component's
+own schema here, in the driver, before any data is read or any worker started. All problems are
+collected and raised together as one :class:`~cgc_framework.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from .config import CGCConfig
+from .contracts import Dataset, EdgeSource, GraphBuilder, Modality
+from .errors import ConfigError
+from .graph import GraphSchema
+from .plugins import ComponentInfo, PluginRegistry
+
+
+@dataclass
+class ComponentSpec:
+    """A component chosen in the config: its registry entry and validated params."""
+
+    key: str                 # config path, e.g. "tasks.mask"
+    info: ComponentInfo
+    params: BaseModel | None
+
+    def params_dict(self) -> dict[str, Any]:
+        return self.params.model_dump(mode="json") if self.params is not None else {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"key": self.key, "kind": self.info.kind, "name": self.info.name,
+                "distribution": self.info.distribution, "version": self.info.version,
+                "entry_point": self.info.entry_point, "params": self.params_dict()}
+
+
+@dataclass
+class ModalityPlan:
+    name: str
+    modality: Modality
+    builder_spec: ComponentSpec
+    builder: GraphBuilder
+
+
+@dataclass
+class Plan:
+    """Everything a run composes, resolved and constructed (driver side)."""
+
+    config: CGCConfig
+    base_dir: Path
+    registry: PluginRegistry
+    dataset_spec: ComponentSpec
+    dataset: Dataset
+    modalities: dict[str, ModalityPlan]
+    edge_sources: dict[str, tuple[ComponentSpec, EdgeSource]]
+    encoder: ComponentSpec
+    tasks: dict[str, ComponentSpec]
+    evaluations: dict[str, ComponentSpec]
+    schema: GraphSchema = field(default_factory=GraphSchema)
+
+    def components(self) -> list[ComponentSpec]:
+        return ([self.dataset_spec] + [m.builder_spec for m in self.modalities.values()]
+                + [s for s, _ in self.edge_sources.values()] + [self.encoder]
+                + list(self.tasks.values()) + list(self.evaluations.values()))
+
+
+def compose(config: CGCConfig, registry: PluginRegistry, base_dir: Path) -> Plan:
+    """Resolve every component of ``config``; raise one ConfigError listing every problem."""
+    problems: list[str] = []
+    ctx = {"base_dir": Path(base_dir)}
+
+    def spec(kind: str, key: str, name: str, params: dict[str, Any]) -> ComponentSpec | None:
+        try:
+            info = registry.get(kind, name, key=f"{key}.name" if kind != "graph_builder" else f"{key}.builder")
+            validated = registry.validate_params(kind, name, params, key=key, context=ctx)
+            return ComponentSpec(key, info, validated)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            return None
+
+    ds = spec("dataset", "data.dataset", config.data.dataset.name, config.data.dataset.params)
+    builder_specs: dict[str, tuple[Modality, ComponentSpec]] = {}
+    for mod_name, ref in config.graph.modalities.items():
+        key = f"graph.modalities.{mod_name}"
+        try:
+            modality = registry.create("modality", registry.get("modality", mod_name, key=key).name, None)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        b = spec("graph_builder", key, ref.builder, ref.params)
+        if b is not None:
+            builder_specs[mod_name] = (modality, b)
+    edge_specs = {k: spec("edge_source", f"graph.edge_sources.{k}", r.name, r.params)
+                  for k, r in config.graph.edge_sources.items()}
+    enc = spec("encoder", "model.encoder", config.model.encoder.name, config.model.encoder.params)
+    tasks = {k: spec("pretraining_task", f"tasks.{k}", r.name, r.params) for k, r in config.tasks.items()}
+    evals = {k: spec("evaluator", f"evaluations.{k}", r.name, r.params)
+             for k, r in config.evaluations.items()}
+    if problems:
+        raise ConfigError("registry", problems)
+
+    assert ds is not None and enc is not None
+    dataset = registry.create("dataset", ds.info.name, ds.params)
+    modalities: dict[str, ModalityPlan] = {}
+    schema = GraphSchema()
+    for mod_name, (modality, b) in builder_specs.items():
+        builder = registry.create("graph_builder", b.info.name, b.params)
+        if builder.modality != mod_name:
+            problems.append(f"graph.modalities.{mod_name}.builder: '{b.info.name}' builds modality "
+                            f"'{builder.modality}', not '{mod_name}'. Builders for '{mod_name}': "
+                            + ", ".join(_builders_for(registry, mod_name)))
+            continue
+        with registry.guard(b.info, "publishing its schema"):
+            schema = schema.merge(builder.schema(), where=f" (builder '{b.info.name}')")
+        modalities[mod_name] = ModalityPlan(mod_name, modality, b, builder)
+    edge_sources: dict[str, tuple[ComponentSpec, EdgeSource]] = {}
+    for k, s in edge_specs.items():
+        assert s is not None
+        source = registry.create("edge_source", s.info.name, s.params)
+        with registry.guard(s.info, "publishing its schema"):
+            try:
+                schema = schema.merge(source.schema(), where=f" (edge source '{s.info.name}')")
+            except ValueError as exc:
+                problems.append(f"graph.edge_sources.{k}: {exc}")
+        edge_sources[k] = (s, source)
+    if problems:
+        raise ConfigError("registry", problems)
+    return Plan(config, Path(base_dir), registry, ds, dataset, modalities, edge_sources, enc,
+                {k: v for k, v in tasks.items() if v is not None},
+                {k: v for k, v in evals.items() if v is not None}, schema)
+
+
+def _builders_for(registry: PluginRegistry, modality: str) -> list[str]:
+    names = []
+    for name in registry.names("graph_builder"):
+        info = registry.get("graph_builder", name)
+        if getattr(info.factory, "modality", None) == modality:
+            names.append(name)
+    return names or ["(none installed)"]

@@ -1,0 +1,150 @@
+"""The interfaces that components registered through :mod:`cgc_framework.hookspecs` implement.
+
+Each class states what the framework calls, when, with which shapes, and what it may raise.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import HeteroData
+
+from .graph import GraphSchema
+from .records import Record, SkipLog
+
+
+@dataclass(frozen=True)
+class Modality:
+    """A kind of entity an experiment graph contains.
+
+    Attributes:
+        record_field: the :class:`Record` field that this modality's builders read
+            (e.g. ``"smiles"``). A record without that field is skipped and reported.
+        description: one line for listings.
+    """
+
+    record_field: str
+    description: str = ""
+
+
+class Dataset(ABC):
+    """A source of experiment records (a file, a directory, a generated data set)."""
+
+    @abstractmethod
+    def records(self, skips: SkipLog) -> Iterator[Record]:
+        """Yield records one at a time (stream; never require the whole set in memory).
+
+        Records that cannot be read are added to ``skips`` (with id and reason), not yielded.
+        """
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance for ``summary.md``: source path(s), checksum, licence, row counts."""
+        return {}
+
+
+class GraphBuilder(ABC):
+    """Turns one raw value of a modality (a SMILES, a structure file, a profile) into tensors."""
+
+    #: name of the :class:`Modality` this builder serves.
+    modality: str = ""
+    #: bump when the output for the same input changes (enters cache keys).
+    version: str = "1"
+
+    @abstractmethod
+    def schema(self) -> GraphSchema:
+        """The node/edge types this builder produces, with their feature specs."""
+
+    @abstractmethod
+    def build(self, value: Any) -> HeteroData:
+        """Build the subgraph of one value, following the storage convention of
+        :mod:`cgc_framework.graph` for the types of :meth:`schema`.
+
+        Raises:
+            RecordError: the value is invalid (unparsable SMILES, broken file); the message is the
+                reason shown to the user.
+        """
+
+    def params_key(self) -> dict[str, Any]:
+        """Parameters that change the output (enters cache keys). Default: none."""
+        return {}
+
+
+class EdgeSource(ABC):
+    """Adds cross-scale edges between node types that the modalities built."""
+
+    @abstractmethod
+    def schema(self) -> GraphSchema:
+        """The edge types (and the node types they connect) this source adds."""
+
+    @abstractmethod
+    def add_edges(self, record: Record, data: HeteroData) -> None:
+        """Add this source's edge types to ``data`` (built from ``record``) in place.
+
+        Raises:
+            RecordError: the record cannot be linked (e.g. an unknown compound id).
+        """
+
+
+class Encoder(nn.Module, ABC):
+    """A heterogeneous GNN. ``hidden_dim`` is the width of every output embedding."""
+
+    hidden_dim: int
+
+    @abstractmethod
+    def forward(self, data: HeteroData) -> dict[str, Tensor]:
+        """Map a (batched) graph to ``{node_type: Tensor[N_t, hidden_dim]}`` for every node type
+        of the schema the encoder was built with (an empty ``[0, hidden_dim]`` tensor for a type
+        without nodes)."""
+
+
+@dataclass
+class TaskOutput:
+    """What a pretraining task returns for one batch.
+
+    Attributes:
+        loss: scalar tensor, mean over the batch, differentiable w.r.t. the encoder and the task.
+        logs: named scalars (e.g. per node type losses) written to the metrics file as
+            ``<task>/<name>``; detached by the framework.
+    """
+
+    loss: Tensor
+    logs: dict[str, Tensor] = field(default_factory=dict)
+
+
+class PretrainingTask(nn.Module, ABC):
+    """A self-supervised objective with its own heads."""
+
+    @abstractmethod
+    def forward(self, batch: HeteroData, encoder: Encoder) -> TaskOutput:
+        """Compute the loss on ``batch``; must not modify ``batch`` in place (clone what you
+        corrupt). Randomness must come from ``torch``'s global generator so seeded runs repeat."""
+
+
+@dataclass
+class EvaluationContext:
+    """What an evaluator receives after pretraining."""
+
+    run_dir: Path
+    schema: GraphSchema
+    encoder: Encoder
+    embed: Callable[[list[HeteroData]], dict[str, Tensor]]
+    device: torch.device = torch.device("cpu")
+
+
+@dataclass
+class EvaluationResult:
+    """Tidy tables (one row per observation) written as CSV, plus Markdown for ``summary.md``."""
+
+    tables: dict[str, Any] = field(default_factory=dict)
+    summary_markdown: str = ""
+
+
+class Evaluator(ABC):
+    @abstractmethod
+    def evaluate(self, context: EvaluationContext) -> EvaluationResult:
+        """Run the evaluation protocol and return its tables."""

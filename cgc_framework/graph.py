@@ -1,0 +1,282 @@
+"""Graph conventions: the declared schema of an experiment graph and how tensors are stored.
+
+An experiment graph is a PyG :class:`~torch_geometric.data.HeteroData`. Graph builders and edge
+sources publish a :class:`GraphSchema` fragment; the run merges the fragments into one schema that
+encoders and tasks are constructed from. Storage convention, for every node type ``t`` and every
+edge type ``(s, r, d)`` of the schema (present even when a graph has none of them, so that any
+list of graphs batches with PyG's ``DataLoader``)::
+
+    data[t].x              float32 [N_t, continuous_dim(t)]   continuous features, in spec order
+    data[t].x_cat          int64   [N_t, num_categorical(t)]  categorical indices, in spec order
+    data[s, r, d].edge_index     int64   [2, E]
+    data[s, r, d].edge_attr      float32 [E, continuous_dim]
+    data[s, r, d].edge_attr_cat  int64   [E, num_categorical]
+
+Categorical features take values ``0 .. num_classes - 1``, the vocabulary including its own
+"other/unknown" bucket; the index ``num_classes`` is reserved as the MASK token (see
+:mod:`cgc_framework.embedding`). Continuous features are in the units their spec states.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Literal
+
+import torch
+from torch_geometric.data import HeteroData
+
+EdgeType = tuple[str, str, str]
+FeatureKind = Literal["continuous", "categorical"]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One named feature of a node or edge type.
+
+    Args:
+        name: feature name, e.g. ``"atomic_num"``.
+        kind: ``"continuous"`` (float columns) or ``"categorical"`` (one int64 column).
+        dim: number of float columns of a continuous feature (1 for a scalar).
+        num_classes: vocabulary size of a categorical feature, including "other/unknown".
+        unit: physical unit of a continuous feature (``"angstrom"``, ``"uM"``), if any.
+        description: one line for documentation and ``--dry-run`` listings.
+    """
+
+    name: str
+    kind: FeatureKind
+    dim: int = 1
+    num_classes: int = 0
+    unit: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind == "categorical" and self.num_classes < 1:
+            raise ValueError(f"categorical feature {self.name!r} needs num_classes >= 1")
+        if self.kind == "continuous" and self.dim < 1:
+            raise ValueError(f"continuous feature {self.name!r} needs dim >= 1")
+
+    @classmethod
+    def continuous(cls, name: str, dim: int = 1, unit: str = "", description: str = "") -> FeatureSpec:
+        return cls(name, "continuous", dim=dim, unit=unit, description=description)
+
+    @classmethod
+    def categorical(cls, name: str, num_classes: int, description: str = "") -> FeatureSpec:
+        return cls(name, "categorical", num_classes=num_classes, description=description)
+
+
+@dataclass(frozen=True)
+class _FeatureSet:
+    features: tuple[FeatureSpec, ...] = ()
+
+    @property
+    def continuous(self) -> tuple[FeatureSpec, ...]:
+        return tuple(f for f in self.features if f.kind == "continuous")
+
+    @property
+    def categorical(self) -> tuple[FeatureSpec, ...]:
+        return tuple(f for f in self.features if f.kind == "categorical")
+
+    @property
+    def continuous_dim(self) -> int:
+        """Width of ``x`` / ``edge_attr``."""
+        return sum(f.dim for f in self.continuous)
+
+    @property
+    def cardinalities(self) -> tuple[int, ...]:
+        """``num_classes`` of each column of ``x_cat`` / ``edge_attr_cat``."""
+        return tuple(f.num_classes for f in self.categorical)
+
+    def continuous_slices(self) -> dict[str, slice]:
+        """Column range of each continuous feature inside ``x`` / ``edge_attr``."""
+        out, start = {}, 0
+        for f in self.continuous:
+            out[f.name] = slice(start, start + f.dim)
+            start += f.dim
+        return out
+
+
+@dataclass(frozen=True)
+class NodeTypeSpec(_FeatureSet):
+    name: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class EdgeTypeSpec(_FeatureSet):
+    src: str = ""
+    rel: str = ""
+    dst: str = ""
+    description: str = ""
+
+    @property
+    def key(self) -> EdgeType:
+        return (self.src, self.rel, self.dst)
+
+
+@dataclass(frozen=True)
+class GraphSchema:
+    """Node and edge types of a (fragment of an) experiment graph, with their features."""
+
+    node_types: dict[str, NodeTypeSpec] = field(default_factory=dict)
+    edge_types: dict[EdgeType, EdgeTypeSpec] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, nodes: Iterable[NodeTypeSpec] = (), edges: Iterable[EdgeTypeSpec] = ()) -> GraphSchema:
+        return cls({n.name: n for n in nodes}, {e.key: e for e in edges})
+
+    def merge(self, other: GraphSchema, *, where: str = "") -> GraphSchema:
+        """Union of two fragments; a type defined twice must be defined identically."""
+        nodes, edges = dict(self.node_types), dict(self.edge_types)
+        for name, spec in other.node_types.items():
+            if name in nodes and nodes[name] != spec:
+                raise ValueError(f"node type {name!r} is declared twice with different features{where}")
+            nodes[name] = spec
+        for key, spec in other.edge_types.items():
+            if key in edges and edges[key] != spec:
+                raise ValueError(f"edge type {key!r} is declared twice with different features{where}")
+            edges[key] = spec
+        merged = GraphSchema(nodes, edges)
+        merged.check_edges()
+        return merged
+
+    def check_edges(self) -> None:
+        for key in self.edge_types:
+            for end in (key[0], key[2]):
+                if end not in self.node_types:
+                    raise ValueError(f"edge type {key!r} refers to undeclared node type {end!r}")
+
+    def metadata(self) -> tuple[list[str], list[EdgeType]]:
+        """``(node_types, edge_types)`` as PyG's heterogeneous operators expect."""
+        return list(self.node_types), list(self.edge_types)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly description (written to ``schema.json`` in the run directory)."""
+
+        def feats(fs: _FeatureSet) -> list[dict[str, Any]]:
+            return [asdict(f) for f in fs.features]
+
+        return {
+            "node_types": {n: {"description": s.description, "features": feats(s),
+                               "x_dim": s.continuous_dim, "x_cat_cardinalities": list(s.cardinalities)}
+                           for n, s in self.node_types.items()},
+            "edge_types": {"|".join(k): {"description": s.description, "features": feats(s),
+                                         "edge_attr_dim": s.continuous_dim,
+                                         "edge_attr_cat_cardinalities": list(s.cardinalities)}
+                           for k, s in self.edge_types.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GraphSchema:
+        """Inverse of :meth:`to_dict` (used to rebuild models from checkpoints)."""
+        nodes = [NodeTypeSpec(tuple(FeatureSpec(**f) for f in v["features"]), name=n,
+                              description=v.get("description", "")) for n, v in d["node_types"].items()]
+        edges = []
+        for k, v in d["edge_types"].items():
+            src, rel, dst = k.split("|")
+            edges.append(EdgeTypeSpec(tuple(FeatureSpec(**f) for f in v["features"]), src=src, rel=rel,
+                                      dst=dst, description=v.get("description", "")))
+        return cls.of(nodes, edges)
+
+    # -- tensors ----------------------------------------------------------------------------
+
+    def conform(self, data: HeteroData) -> HeteroData:
+        """Add empty tensors for every schema type ``data`` lacks, so graphs batch together."""
+        for name, spec in self.node_types.items():
+            store = data[name]
+            if "x" not in store:
+                store.x = torch.zeros(int(store.num_nodes or 0), spec.continuous_dim)
+            n = store.x.size(0)
+            if "x_cat" not in store:
+                store.x_cat = torch.zeros(n, len(spec.categorical), dtype=torch.long)
+            store.num_nodes = n
+        for key, spec in self.edge_types.items():
+            store = data[key]
+            if "edge_index" not in store:
+                store.edge_index = torch.zeros(2, 0, dtype=torch.long)
+            e = store.edge_index.size(1)
+            if "edge_attr" not in store:
+                store.edge_attr = torch.zeros(e, spec.continuous_dim)
+            if "edge_attr_cat" not in store:
+                store.edge_attr_cat = torch.zeros(e, len(spec.categorical), dtype=torch.long)
+        return data
+
+    def validate(self, data: HeteroData, *, where: str = "graph") -> None:
+        """Raise ``ValueError`` naming the first tensor that breaks the storage convention."""
+        for name, spec in self.node_types.items():
+            if name not in data.node_types:
+                continue
+            s = data[name]
+            n = s.x.size(0)
+            _expect(s.x, (n, spec.continuous_dim), torch.float32, f"{where}: {name}.x")
+            _expect(s.x_cat, (n, len(spec.categorical)), torch.long, f"{where}: {name}.x_cat")
+            if not torch.isfinite(s.x).all():
+                raise ValueError(f"{where}: {name}.x contains NaN or inf")
+            for col, card in enumerate(spec.cardinalities):
+                if n and (s.x_cat[:, col].min() < 0 or s.x_cat[:, col].max() >= card):
+                    raise ValueError(f"{where}: {name}.x_cat column {col} "
+                                     f"({spec.categorical[col].name}) outside 0..{card - 1}")
+        for key, spec in self.edge_types.items():
+            if key not in data.edge_types:
+                continue
+            s = data[key]
+            e = s.edge_index.size(1)
+            _expect(s.edge_index, (2, e), torch.long, f"{where}: {key}.edge_index")
+            _expect(s.edge_attr, (e, spec.continuous_dim), torch.float32, f"{where}: {key}.edge_attr")
+            _expect(s.edge_attr_cat, (e, len(spec.categorical)), torch.long,
+                    f"{where}: {key}.edge_attr_cat")
+            if e:
+                for end, pos in ((key[0], 0), (key[2], 1)):
+                    if s.edge_index[pos].max() >= data[end].x.size(0):
+                        raise ValueError(f"{where}: {key}.edge_index points past the {end} nodes")
+
+
+def _expect(t: torch.Tensor, shape: tuple[int, int], dtype: torch.dtype, what: str) -> None:
+    if tuple(t.shape) != shape or t.dtype != dtype:
+        raise ValueError(f"{what} has shape {tuple(t.shape)} and dtype {t.dtype}; "
+                         f"the schema requires {shape} and {dtype}")
+
+
+def graph_to_dict(data: HeteroData) -> dict[str, dict[str, torch.Tensor]]:
+    """Plain ``{type: {attr: tensor}}`` form (edge types as ``"src|rel|dst"``) that
+    ``torch.save`` stores and ``torch.load(..., weights_only=True)`` reads back."""
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for store in data.node_stores:
+        out[store._key] = {k: v for k, v in store.items() if isinstance(v, torch.Tensor)}
+    for store in data.edge_stores:
+        out["|".join(store._key)] = {k: v for k, v in store.items() if isinstance(v, torch.Tensor)}
+    graph_attrs = {k: v for k, v in data._global_store.items() if isinstance(v, torch.Tensor)}
+    if graph_attrs:
+        out["__graph__"] = graph_attrs
+    return out
+
+
+def graph_from_dict(d: dict[str, dict[str, torch.Tensor]]) -> HeteroData:
+    """Inverse of :func:`graph_to_dict`."""
+    data = HeteroData()
+    for key, attrs in d.items():
+        if key == "__graph__":
+            for k, v in attrs.items():
+                data[k] = v
+            continue
+        store = data[tuple(key.split("|"))] if "|" in key else data[key]
+        for k, v in attrs.items():
+            store[k] = v
+        if "|" not in key and "x" in attrs:
+            store.num_nodes = attrs["x"].size(0)
+    return data
+
+
+def readout(z: torch.Tensor, data: HeteroData, node_type: str) -> torch.Tensor:
+    """Mean of the embeddings ``z`` (``[N_t, D]``) of ``node_type`` per experiment graph.
+
+    Returns ``[num_graphs, D]``; a graph with no node of that type gets a zero row. Works for a
+    single graph (no ``batch`` vector) and for PyG batches.
+    """
+    from torch_geometric.utils import scatter
+
+    store = data[node_type]
+    num_graphs = int(getattr(data, "num_graphs", 1) or 1)
+    batch = store.get("batch")
+    if batch is None:
+        batch = torch.zeros(z.size(0), dtype=torch.long, device=z.device)
+    return scatter(z, batch, dim=0, dim_size=num_graphs, reduce="mean")

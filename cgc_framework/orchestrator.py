@@ -1,0 +1,276 @@
+"""The Ray Train orchestrator: runs the staged loop of :mod:`cgc_framework.training` on workers.
+
+``trainer.num_workers: 0`` runs the loop in-process (Ray Train V2's local mode, no cluster);
+``N >= 1`` starts N Ray Train workers (DDP over gloo on CPU, NCCL with ``use_gpu``), on a local Ray
+instance or on the cluster named by ``trainer.ray_address``. The run directory must be on storage
+every worker can reach (a shared filesystem on multi-node clusters).
+
+Files written (rank 0): ``metrics.jsonl`` (one row per optimizer step) and
+``checkpoints/stage<k>_<name>.pt`` at every stage boundary plus ``checkpoints/final.pt``;
+checkpoints hold only tensors and plain values and load with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+for _key, _value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
+                     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+                     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}.items():
+    os.environ.setdefault(_key, _value)
+
+import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from .compose import Plan  # noqa: E402
+from .errors import CGCError  # noqa: E402
+from .graph import GraphSchema, graph_from_dict, graph_to_dict  # noqa: E402
+from .training import LoopConfig, PretrainModel, StageSpec, micro_batch_size, run_stages  # noqa: E402
+from .versions import package_versions  # noqa: E402
+
+CHECKPOINT_FORMAT = "cgc-checkpoint/1"
+
+
+class TrainingError(CGCError):
+    """Training failed on a worker; the message carries the worker's error."""
+
+
+@dataclass
+class TrainOutcome:
+    checkpoints: list[Path]
+    global_steps: int
+
+
+def build_model(checkpoint_meta: dict[str, Any], schema: GraphSchema, registry: Any) -> PretrainModel:
+    """Construct encoder + tasks from the component names/params recorded in a checkpoint or
+    a worker config (``{"encoder": {...}, "tasks": {key: {...}}}``)."""
+    enc = checkpoint_meta["encoder"]
+    enc_info = registry.get("encoder", enc["name"])
+    enc_params = enc_info.params.model_validate(enc["params"]) if enc_info.params else None
+    encoder = registry.create("encoder", enc["name"], enc_params, schema=schema)
+    tasks = {}
+    for key, t in checkpoint_meta["tasks"].items():
+        info = registry.get("pretraining_task", t["name"])
+        params = info.params.model_validate(t["params"]) if info.params else None
+        tasks[key] = registry.create("pretraining_task", t["name"], params, schema=schema,
+                                     hidden_dim=encoder.hidden_dim)
+    return PretrainModel(encoder, tasks)
+
+
+def save_checkpoint(path: Path, model: PretrainModel, meta: dict[str, Any]) -> None:
+    """Write atomically (temp file + rename), so a crash never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = dict(meta, format=CHECKPOINT_FORMAT, model=model.state_dict())
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
+    os.close(fd)
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``); checks its format marker."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CGCError(f"{path} is not a cgc-framework checkpoint (format {CHECKPOINT_FORMAT})")
+    return ckpt
+
+
+class _ProgressTail:
+    """Driver-side progress bar that follows ``metrics.jsonl`` while the workers train."""
+
+    def __init__(self, path: Path, total_steps: int, enabled: bool):
+        self.path, self.enabled = path, enabled
+        self._stop = threading.Event()
+        self._bar = tqdm(total=total_steps, desc="pretraining", unit="step", disable=not enabled,
+                         mininterval=1.0)
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self) -> _ProgressTail:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self.enabled:
+            self._thread.join()
+        self._bar.close()
+
+    def _follow(self) -> None:
+        offset = 0
+        while True:
+            stopping = self._stop.wait(0.5)
+            if self.path.exists():
+                with open(self.path) as fh:
+                    fh.seek(offset)
+                    lines = fh.readlines()
+                    if lines and not lines[-1].endswith("\n"):
+                        lines = lines[:-1]
+                    offset += sum(len(x) for x in lines)
+                for line in lines:
+                    row = json.loads(line)
+                    self._bar.update(1)
+                    self._bar.set_postfix_str(f"stage={row['stage']} epoch={row['epoch'] + 1} "
+                                              f"loss={row['loss']:.4f}", refresh=False)
+            if stopping:
+                return
+
+
+def total_steps(cfg: LoopConfig, num_graphs: int, world_size: int) -> int:
+    """Optimizer steps the loop will take (DistributedSampler pads every rank to the same size)."""
+    per_rank = math.ceil(num_graphs / world_size)
+    micro = math.ceil(per_rank / micro_batch_size(cfg, world_size))
+    return sum(s.epochs for s in cfg.stages) * math.ceil(micro / cfg.grad_accum_steps)
+
+
+def _train_worker(cfg: dict[str, Any]) -> None:
+    """Ray Train ``train_loop_per_worker``: build the model from plugins, run the stages."""
+    import ray.train
+    import ray.train.torch
+
+    from .plugins import load_registry
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if cfg["threads_per_worker"]:
+        torch.set_num_threads(cfg["threads_per_worker"])
+    torch.manual_seed(cfg["loop"].seed)  # identical initial weights on every rank
+    registry = load_registry(tuple(cfg["extra_plugins"]))
+    schema = cfg["schema"]
+    core = build_model(cfg["components"], schema, registry)
+    device = ray.train.torch.get_device()
+    if world > 1:
+        model = ray.train.torch.prepare_model(
+            core, parallel_strategy_kwargs={"find_unused_parameters": True})
+    else:
+        model = core.to(device)
+    torch.manual_seed(cfg["loop"].seed + 7919 * rank)  # task randomness differs per rank
+    graphs = [graph_from_dict(d) for d in torch.load(cfg["graphs_path"], weights_only=True)]
+    run_dir = Path(cfg["run_dir"])
+    metrics_path = run_dir / "metrics.jsonl"
+
+    def reduce_logs(logs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if world == 1:
+            return logs
+        keys = sorted(logs)
+        stacked = torch.stack([logs[k].float().to(device) for k in keys])
+        torch.distributed.all_reduce(stacked, op=torch.distributed.ReduceOp.AVG)
+        return dict(zip(keys, stacked.cpu()))
+
+    def on_step(row: dict[str, Any]) -> None:
+        if rank == 0:
+            with open(metrics_path, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+
+    def on_stage_end(stage: StageSpec, global_step: int) -> None:
+        meta = {**cfg["checkpoint_meta"], "stage_index": stage.index, "stage": stage.name,
+                "global_step": global_step}
+        if rank == 0:
+            path = run_dir / "checkpoints" / f"stage{stage.index + 1}_{stage.name}.pt"
+            save_checkpoint(path, core, meta)
+            with tempfile.TemporaryDirectory() as tmp:
+                shutil.copy(path, Path(tmp) / "checkpoint.pt")
+                ray.train.report({"stage": stage.name, "global_step": global_step},
+                                 checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report({"stage": stage.name, "global_step": global_step})
+
+    run_stages(model, core, graphs, cfg["loop"], device=device, rank=rank, world_size=world,
+               reduce_logs=reduce_logs, on_step=on_step, on_stage_end=on_stage_end)
+
+
+@contextlib.contextmanager
+def _quiet_ray_train_logs() -> Iterator[None]:
+    """Ray Train logs INFO lines per report; the progress bar says the same, so raise the level."""
+    logger = logging.getLogger("ray.train")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def loop_config(plan: Plan) -> LoopConfig:
+    c = plan.config
+    stages = tuple(StageSpec(i, s.name, s.epochs, dict(s.weights)) for i, s in enumerate(c.stages))
+    o = c.optimizer
+    return LoopConfig(stages, o.lr, o.weight_decay, o.batch_size, o.grad_accum_steps, o.grad_clip_norm,
+                      c.run.seed)
+
+
+def pretrain(plan: Plan, graphs: list[Any], run_dir: Path, *, progress: bool = True,
+             extra_plugins: tuple[Any, ...] = ()) -> TrainOutcome:
+    """Run the plan's stages on Ray Train workers; returns the checkpoints written."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    tc = plan.config.trainer
+    data_dir = run_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    graphs_path = data_dir / "graphs.pt"
+    torch.save([graph_to_dict(g) for g in graphs], graphs_path)
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    components = {"encoder": {"name": plan.encoder.info.name, "params": plan.encoder.params_dict()},
+                  "tasks": {k: {"name": s.info.name, "params": s.params_dict()}
+                            for k, s in plan.tasks.items()}}
+    cfg = {
+        "schema": plan.schema,
+        "components": components,
+        "loop": loop_config(plan),
+        "graphs_path": str(graphs_path),
+        "run_dir": str(run_dir),
+        "extra_plugins": list(extra_plugins),
+        "threads_per_worker": int(tc.cpus_per_worker) if tc.num_workers > 0 else 0,
+        "checkpoint_meta": {**components, "schema": plan.schema.to_dict(),
+                            "config_hash": plan.config.config_hash(), "versions": package_versions(),
+                            "seed": plan.config.run.seed},
+    }
+    resources = {"CPU": tc.cpus_per_worker, **({"GPU": 1} if tc.use_gpu else {})}
+    started = False
+    if tc.num_workers > 0 and not ray.is_initialized():
+        ray.init(address=tc.ray_address, include_dashboard=False, logging_level="ERROR",
+                 log_to_driver=os.environ.get("CGC_RAY_WORKER_LOGS", "0") == "1")
+        started = True
+    try:
+        trainer = TorchTrainer(
+            _train_worker, train_loop_config=cfg,
+            scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
+                                         resources_per_worker=resources),
+            run_config=RunConfig(name="ray_train", storage_path=str(run_dir.resolve())))
+        world = max(1, tc.num_workers)
+        with _ProgressTail(run_dir / "metrics.jsonl", total_steps(cfg["loop"], len(graphs), world),
+                           progress), _quiet_ray_train_logs():
+            try:
+                result = trainer.fit()
+            except CGCError:
+                raise
+            except Exception as exc:
+                raise TrainingError(f"training failed: {type(exc).__name__}: {exc}") from exc
+        if getattr(result, "error", None):
+            raise TrainingError(f"training failed: {result.error}")
+    finally:
+        if started:
+            ray.shutdown()
+    ckpts = sorted((run_dir / "checkpoints").glob("stage*.pt"), key=lambda p: int(p.name[5:].split("_")[0]))
+    if not ckpts:
+        raise TrainingError(f"training finished but wrote no checkpoint in {run_dir / 'checkpoints'}")
+    final = run_dir / "checkpoints" / "final.pt"
+    shutil.copy(ckpts[-1], final)
+    last = load_checkpoint(final)
+    return TrainOutcome(ckpts + [final], int(last["global_step"]))
+
+
+__all__ = ["pretrain", "build_model", "load_checkpoint", "save_checkpoint", "TrainingError",
+           "TrainOutcome"]

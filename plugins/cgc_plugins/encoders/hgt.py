@@ -1,0 +1,54 @@
+"""Heterogeneous Graph Transformer encoder (Hu et al., 2020) built on PyG's ``HGTConv``."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+from torch_geometric.data import HeteroData
+from torch_geometric.nn import HGTConv
+
+from cgc_framework.contracts import Encoder
+from cgc_framework.embedding import SchemaInputEmbedding
+from cgc_framework.graph import GraphSchema
+
+
+class HGTParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hidden_dim: int = Field(64, gt=0, description="width of every node embedding")
+    num_layers: int = Field(2, gt=0)
+    heads: int = Field(4, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class HGTEncoder(Encoder):
+    """Input embedding -> ``num_layers`` x (``HGTConv`` -> residual -> LayerNorm) per node type.
+
+    Args:
+        params: :class:`HGTParams`; ``hidden_dim`` must be divisible by ``heads``.
+        schema: the run's graph schema (node/edge types and feature dimensions).
+
+    ``forward(data)`` returns ``{node_type: Tensor[N_t, hidden_dim]}``. Node types without
+    incoming edges keep their (residual) input embedding at every layer.
+    """
+
+    def __init__(self, params: HGTParams | None, schema: GraphSchema):
+        super().__init__()
+        p = params or HGTParams()
+        if p.hidden_dim % p.heads:
+            raise ValueError(f"hidden_dim ({p.hidden_dim}) must be divisible by heads ({p.heads})")
+        self.hidden_dim = p.hidden_dim
+        self.embed = SchemaInputEmbedding(schema, p.hidden_dim)
+        metadata = schema.metadata()
+        self.convs = nn.ModuleList(HGTConv(p.hidden_dim, p.hidden_dim, metadata, heads=p.heads)
+                                   for _ in range(p.num_layers))
+        self.norms = nn.ModuleList(nn.ModuleDict({t: nn.LayerNorm(p.hidden_dim) for t in metadata[0]})
+                                   for _ in range(p.num_layers))
+        self.dropout = nn.Dropout(p.dropout)
+
+    def forward(self, data: HeteroData) -> dict[str, Tensor]:
+        h = self.embed(data)
+        for conv, norms in zip(self.convs, self.norms):
+            out = conv(h, data.edge_index_dict)
+            h = {t: norms[t](h[t] + self.dropout(out[t])) if out.get(t) is not None else h[t] for t in h}
+        return h

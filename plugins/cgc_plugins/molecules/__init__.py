@@ -1,0 +1,21 @@
+"""Molecule modality plugin: the ``molecule`` modality and the ``rdkit_molecule`` builder."""
+
+from cgc_framework import hookimpl
+from cgc_framework.contracts import Modality
+
+from .rdkit_builder import RDKitMoleculeBuilder, RDKitMoleculeParams
+
+
+def _molecule_modality(params: None) -> Modality:
+    return Modality(record_field="smiles", description="small molecules given as SMILES")
+
+
+@hookimpl
+def register_modalities(register):
+    register("molecule", _molecule_modality, description="small molecules given as SMILES")
+
+
+@hookimpl
+def register_graph_builders(register):
+    register("rdkit_molecule", RDKitMoleculeBuilder, params=RDKitMoleculeParams,
+             description="SMILES -> atom/bond graph (RDKit; OGB-style features with 'other' buckets)")

@@ -1,0 +1,69 @@
+"""Atom and bond vocabularies for molecule graphs (OGB/PyG-style, each with an "other" bucket).
+
+A categorical value outside its vocabulary maps to the last index, ``len(vocab)``: so a feature
+with vocabulary ``V`` has ``num_classes = len(V) + 1``.
+"""
+
+from __future__ import annotations
+
+from rdkit import Chem
+
+from cgc_framework.graph import EdgeTypeSpec, FeatureSpec, GraphSchema, NodeTypeSpec
+
+HYB = Chem.rdchem.HybridizationType
+BT = Chem.rdchem.BondType
+CHI = Chem.rdchem.ChiralType
+ST = Chem.rdchem.BondStereo
+
+ATOM_VOCAB: dict[str, list] = {
+    "atomic_num": list(range(1, 119)),
+    "chirality": [CHI.CHI_UNSPECIFIED, CHI.CHI_TETRAHEDRAL_CW, CHI.CHI_TETRAHEDRAL_CCW],
+    "degree": list(range(0, 11)),
+    "formal_charge": list(range(-5, 6)),
+    "num_hs": list(range(0, 9)),
+    "num_radical_electrons": list(range(0, 5)),
+    "hybridization": [HYB.S, HYB.SP, HYB.SP2, HYB.SP3, HYB.SP3D, HYB.SP3D2],
+    "is_aromatic": [False, True],
+    "is_in_ring": [False, True],
+}
+ATOM_DESCRIPTIONS = {
+    "atomic_num": "element, Z = 1..118",
+    "chirality": "RDKit chiral tag (unspecified, CW, CCW)",
+    "degree": "number of explicit neighbours, 0..10",
+    "formal_charge": "formal charge, -5..+5",
+    "num_hs": "total hydrogens (implicit + explicit), 0..8",
+    "num_radical_electrons": "radical electrons, 0..4",
+    "hybridization": "S, SP, SP2, SP3, SP3D, SP3D2",
+    "is_aromatic": "aromatic atom",
+    "is_in_ring": "atom in any ring",
+}
+BOND_VOCAB: dict[str, list] = {
+    "bond_type": [BT.SINGLE, BT.DOUBLE, BT.TRIPLE, BT.AROMATIC],
+    "stereo": [ST.STEREONONE, ST.STEREOANY, ST.STEREOZ, ST.STEREOE, ST.STEREOCIS, ST.STEREOTRANS],
+    "is_conjugated": [False, True],
+    "is_in_ring": [False, True],
+}
+BOND_DESCRIPTIONS = {
+    "bond_type": "single, double, triple, aromatic",
+    "stereo": "none, any, Z, E, cis, trans",
+    "is_conjugated": "conjugated bond",
+    "is_in_ring": "bond in any ring",
+}
+
+ATOM_MASS_SCALE = 100.0  # the continuous mass feature is in units of 100 Da
+
+
+def index_tables(vocab: dict[str, list]) -> dict[str, dict]:
+    """value -> index lookup per feature (values outside map to ``len(vocab[name])``)."""
+    return {name: {v: i for i, v in enumerate(values)} for name, values in vocab.items()}
+
+
+def molecule_schema() -> GraphSchema:
+    atom = NodeTypeSpec(
+        tuple(FeatureSpec.categorical(n, len(v) + 1, ATOM_DESCRIPTIONS[n]) for n, v in ATOM_VOCAB.items())
+        + (FeatureSpec.continuous("mass", unit="100 Da", description="atomic mass / 100"),),
+        name="atom", description="heavy atoms of the compound (RDKit)")
+    bond = EdgeTypeSpec(
+        tuple(FeatureSpec.categorical(n, len(v) + 1, BOND_DESCRIPTIONS[n]) for n, v in BOND_VOCAB.items()),
+        src="atom", rel="bond", dst="atom", description="covalent bonds, both directions")
+    return GraphSchema.of([atom], [bond])

@@ -1,0 +1,35 @@
+"""Shared fixtures.
+
+Tests that need the real data sets of ``../shared/data`` use the ``shared_data`` fixture: it reads
+the directory from the ``CGC_SHARED_DATA`` environment variable (``.ci/run`` sets it) and skips,
+naming the data, where it is absent. Everything else runs on the embedded default data.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    root = os.environ.get("CGC_SHARED_DATA")
+    if not root or not Path(root).is_dir():
+        pytest.skip("needs the real data sets of ../shared/data: set CGC_SHARED_DATA to that directory")
+    return Path(root)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_tmp(tmp_path_factory, monkeypatch):
+    """Keep TMPDIR writes (PyG's generated modules, DeepChem's DiskDatasets) out of /tmp."""
+    tmp = tmp_path_factory.mktemp("tmpdir")
+    monkeypatch.setenv("TMPDIR", str(tmp))
+
+
+@pytest.fixture(scope="session")
+def registry_yaml() -> Path:
+    return REPO / "registry.yaml"
