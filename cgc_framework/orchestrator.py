@@ -244,20 +244,20 @@ def pretrain(plan: Plan, graphs: list[Any], run_dir: Path, *, progress: bool = T
                  log_to_driver=os.environ.get("CGC_RAY_WORKER_LOGS", "0") == "1")
         started = True
     try:
-        trainer = TorchTrainer(
-            _train_worker, train_loop_config=cfg,
-            scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
-                                         resources_per_worker=resources),
-            run_config=RunConfig(name="ray_train", storage_path=str(run_dir.resolve())))
-        world = max(1, tc.num_workers)
-        with _ProgressTail(run_dir / "metrics.jsonl", total_steps(cfg["loop"], len(graphs), world),
-                           progress), _quiet_ray_train_logs():
-            try:
-                result = trainer.fit()
-            except CGCError:
-                raise
-            except Exception as exc:
-                raise TrainingError(f"training failed: {type(exc).__name__}: {exc}") from exc
+        with _quiet_ray_train_logs():
+            trainer = TorchTrainer(
+                _train_worker, train_loop_config=cfg,
+                scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
+                                             resources_per_worker=resources),
+                run_config=RunConfig(name="ray_train", storage_path=str(run_dir.resolve())))
+            steps = total_steps(cfg["loop"], len(graphs), max(1, tc.num_workers))
+            with _ProgressTail(run_dir / "metrics.jsonl", steps, progress):
+                try:
+                    result = trainer.fit()
+                except CGCError:
+                    raise
+                except Exception as exc:
+                    raise TrainingError(f"training failed: {type(exc).__name__}: {exc}") from exc
         if getattr(result, "error", None):
             raise TrainingError(f"training failed: {result.error}")
     finally:

@@ -66,4 +66,8 @@ def molecule_schema() -> GraphSchema:
     bond = EdgeTypeSpec(
         tuple(FeatureSpec.categorical(n, len(v) + 1, BOND_DESCRIPTIONS[n]) for n, v in BOND_VOCAB.items()),
         src="atom", rel="bond", dst="atom", description="covalent bonds, both directions")
-    return GraphSchema.of([atom], [bond])
+    compound = NodeTypeSpec((), name="compound",
+                            description="one node per molecule; no input features of its own")
+    membership = [EdgeTypeSpec((), src="atom", rel="in", dst="compound", description="atom of the molecule"),
+                  EdgeTypeSpec((), src="compound", rel="has", dst="atom", description="reverse of atom-in")]
+    return GraphSchema.of([atom, compound], [bond] + membership)

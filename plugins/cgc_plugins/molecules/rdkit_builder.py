@@ -113,4 +113,12 @@ def mol_to_graph(mol: Chem.Mol) -> HeteroData:
     e.edge_index = torch.tensor([src, dst], dtype=torch.long).reshape(2, -1)
     e.edge_attr = torch.zeros(len(bond_rows), 0)
     e.edge_attr_cat = torch.tensor(bond_rows, dtype=torch.long).reshape(-1, len(BOND_VOCAB))
+    n = len(atom_rows)
+    data["compound"].x = torch.zeros(1, 0)
+    data["compound"].x_cat = torch.zeros(1, 0, dtype=torch.long)
+    data["compound"].num_nodes = 1
+    atoms = torch.arange(n)
+    zeros = torch.zeros(n, dtype=torch.long)
+    data["atom", "in", "compound"].edge_index = torch.stack([atoms, zeros])
+    data["compound", "has", "atom"].edge_index = torch.stack([zeros, atoms])
     return data

@@ -24,7 +24,8 @@ class MaskedRecoveryParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mask_rate: float = Field(0.15, gt=0, lt=1, description="fraction of nodes masked per type")
-    node_types: list[str] | None = Field(None, description="node types to mask (default: all)")
+    node_types: list[str] | None = Field(
+        None, description="node types to mask (default: every type that has input features)")
 
 
 class _NodeHead(nn.Module):
@@ -38,11 +39,16 @@ class MaskedNodeRecovery(PretrainingTask):
     def __init__(self, params: MaskedRecoveryParams | None, schema: GraphSchema, hidden_dim: int):
         super().__init__()
         self.params = params or MaskedRecoveryParams()
-        types = self.params.node_types or list(schema.node_types)
+        types = self.params.node_types or [t for t, s in schema.node_types.items()
+                                           if s.continuous_dim or s.cardinalities]
         unknown = [t for t in types if t not in schema.node_types]
         if unknown:
             raise ValueError(f"node_types {unknown} are not in the graph schema "
                              f"(node types: {', '.join(schema.node_types)})")
+        featureless = [t for t in types if not (schema.node_types[t].continuous_dim
+                                                or schema.node_types[t].cardinalities)]
+        if featureless:
+            raise ValueError(f"node_types {featureless} have no input features to mask")
         self.cardinalities = {t: schema.node_types[t].cardinalities for t in types}
         self.heads = nn.ModuleDict({t: _NodeHead(hidden_dim, schema.node_types[t].continuous_dim,
                                                  schema.node_types[t].cardinalities) for t in types})
