@@ -42,10 +42,10 @@ def plan_run(config: str | Path | CGCConfig, *, overrides: list[str] | None = No
              base_dir: Path | None = None) -> Plan:
     """Validate the config and resolve every component (no data read, nothing trained)."""
     if isinstance(config, CGCConfig):
-        cfg, base = config, Path(base_dir or Path.cwd())
+        cfg, base, source = config, Path(base_dir or Path.cwd()), "<CGCConfig>"
     else:
-        cfg, base = load_config(config, overrides), Path(config).resolve().parent
-    return compose(cfg, registry or load_registry(extra_plugins), base)
+        cfg, base, source = load_config(config, overrides), Path(config).resolve().parent, str(config)
+    return compose(cfg, registry or load_registry(extra_plugins), base, source)
 
 
 def _new_run_dir(cfg: CGCConfig) -> Path:

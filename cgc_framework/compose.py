@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from .config import CGCConfig
 from .contracts import Dataset, EdgeSource, GraphBuilder, Modality
-from .errors import ConfigError
+from .errors import ConfigError, UnknownComponentError
 from .graph import GraphSchema
 from .plugins import ComponentInfo, PluginRegistry
 
@@ -67,10 +67,15 @@ class Plan:
                 + list(self.tasks.values()) + list(self.evaluations.values()))
 
 
-def compose(config: CGCConfig, registry: PluginRegistry, base_dir: Path) -> Plan:
-    """Resolve every component of ``config``; raise one ConfigError listing every problem."""
+def compose(config: CGCConfig, registry: PluginRegistry, base_dir: Path, source: str = "config") -> Plan:
+    """Resolve every component of ``config``; raise one ConfigError listing every problem
+    (an :class:`UnknownComponentError` when a component name is among them)."""
     problems: list[str] = []
+    unknown = False
     ctx = {"base_dir": Path(base_dir)}
+
+    def fail() -> ConfigError:
+        return (UnknownComponentError if unknown else ConfigError)(source, problems)
 
     def spec(kind: str, key: str, name: str, params: dict[str, Any]) -> ComponentSpec | None:
         try:
@@ -78,6 +83,8 @@ def compose(config: CGCConfig, registry: PluginRegistry, base_dir: Path) -> Plan
             validated = registry.validate_params(kind, name, params, key=key, context=ctx)
             return ComponentSpec(key, info, validated)
         except ConfigError as exc:
+            nonlocal unknown
+            unknown = unknown or isinstance(exc, UnknownComponentError)
             problems.extend(exc.problems)
             return None
 
@@ -88,6 +95,7 @@ def compose(config: CGCConfig, registry: PluginRegistry, base_dir: Path) -> Plan
         try:
             modality = registry.create("modality", registry.get("modality", mod_name, key=key).name, None)
         except ConfigError as exc:
+            unknown = unknown or isinstance(exc, UnknownComponentError)
             problems.extend(exc.problems)
             continue
         b = spec("graph_builder", key, ref.builder, ref.params)
@@ -100,7 +108,7 @@ def compose(config: CGCConfig, registry: PluginRegistry, base_dir: Path) -> Plan
     evals = {k: spec("evaluator", f"evaluations.{k}", r.name, r.params)
              for k, r in config.evaluations.items()}
     if problems:
-        raise ConfigError("registry", problems)
+        raise fail()
 
     assert ds is not None and enc is not None
     dataset = registry.create("dataset", ds.info.name, ds.params)
@@ -127,7 +135,7 @@ def compose(config: CGCConfig, registry: PluginRegistry, base_dir: Path) -> Plan
                 problems.append(f"graph.edge_sources.{k}: {exc}")
         edge_sources[k] = (s, source)
     if problems:
-        raise ConfigError("registry", problems)
+        raise fail()
     return Plan(config, Path(base_dir), registry, ds, dataset, modalities, edge_sources, enc,
                 {k: v for k, v in tasks.items() if v is not None},
                 {k: v for k, v in evals.items() if v is not None}, schema)

@@ -184,7 +184,7 @@ class GraphSchema:
         for name, spec in self.node_types.items():
             store = data[name]
             if "x" not in store:
-                store.x = torch.zeros(int(store.num_nodes or 0), spec.continuous_dim)
+                store.x = torch.zeros(int(store.get("num_nodes") or 0), spec.continuous_dim)
             n = store.x.size(0)
             if "x_cat" not in store:
                 store.x_cat = torch.zeros(n, len(spec.categorical), dtype=torch.long)

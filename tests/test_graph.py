@@ -1,0 +1,87 @@
+"""Graph conventions: schema declaration, conformance checks, safe serialization, readout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.data import HeteroData
+from torch_geometric.loader import DataLoader
+
+from cgc_framework.graph import (EdgeTypeSpec, FeatureSpec, GraphSchema, NodeTypeSpec, graph_from_dict,
+                                 graph_to_dict, readout)
+
+SCHEMA = GraphSchema.of(
+    [NodeTypeSpec((FeatureSpec.categorical("kind", 3), FeatureSpec.continuous("pos", dim=2, unit="um")),
+                  name="a"),
+     NodeTypeSpec((FeatureSpec.continuous("v"),), name="b")],
+    [EdgeTypeSpec((FeatureSpec.continuous("dist", unit="angstrom"),), src="a", rel="near", dst="a"),
+     EdgeTypeSpec((), src="a", rel="in", dst="b")])
+
+
+def small_graph(n_a: int) -> HeteroData:
+    d = HeteroData()
+    d["a"].x = torch.arange(2 * n_a, dtype=torch.float32).reshape(n_a, 2)
+    d["a"].x_cat = torch.arange(n_a).remainder(3).unsqueeze(1)
+    d["a", "near", "a"].edge_index = torch.tensor([[0], [n_a - 1]])
+    d["a", "near", "a"].edge_attr = torch.tensor([[1.5]])
+    return d
+
+
+def test_schema_dims_and_slices():
+    a = SCHEMA.node_types["a"]
+    assert a.continuous_dim == 2 and a.cardinalities == (3,)
+    assert a.continuous_slices() == {"pos": slice(0, 2)}
+    assert SCHEMA.metadata() == (["a", "b"], [("a", "near", "a"), ("a", "in", "b")])
+
+
+def test_conform_fills_missing_types_so_graphs_batch():
+    g1, g2 = SCHEMA.conform(small_graph(3)), SCHEMA.conform(small_graph(5))
+    assert g1["b"].x.shape == (0, 1) and g1["a", "in", "b"].edge_index.shape == (2, 0)
+    SCHEMA.validate(g1)
+    batch = next(iter(DataLoader([g1, g2], batch_size=2)))
+    assert batch["a"].x.shape == (8, 2)
+    assert batch["a", "near", "a"].edge_index.tolist() == [[0, 3], [2, 7]]  # offsets applied
+    assert batch["a"].batch.tolist() == [0, 0, 0, 1, 1, 1, 1, 1]
+
+
+def test_validate_rejects_bad_shapes_vocab_and_nan():
+    g = SCHEMA.conform(small_graph(3))
+    g["a"].x_cat[0, 0] = 3  # vocabulary is 0..2
+    with pytest.raises(ValueError, match=r"a\.x_cat column 0 \(kind\) outside 0\.\.2"):
+        SCHEMA.validate(g)
+    g = SCHEMA.conform(small_graph(3))
+    g["a"].x[1, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        SCHEMA.validate(g)
+    g = SCHEMA.conform(small_graph(3))
+    g["a", "near", "a"].edge_index = torch.tensor([[0], [7]])
+    with pytest.raises(ValueError, match="points past the a nodes"):
+        SCHEMA.validate(g)
+
+
+def test_merge_rejects_conflicting_declarations():
+    other = GraphSchema.of([NodeTypeSpec((FeatureSpec.continuous("v", dim=2),), name="b")])
+    with pytest.raises(ValueError, match="node type 'b' is declared twice"):
+        SCHEMA.merge(other)
+    with pytest.raises(ValueError, match="undeclared node type 'z'"):
+        SCHEMA.merge(GraphSchema.of([], [EdgeTypeSpec((), src="a", rel="r", dst="z")]))
+
+
+def test_schema_and_graph_round_trip_through_weights_only_load(tmp_path):
+    assert GraphSchema.from_dict(SCHEMA.to_dict()) == SCHEMA
+    g = SCHEMA.conform(small_graph(4))
+    g.dose_um = torch.tensor([3.33])
+    torch.save([graph_to_dict(g)], tmp_path / "g.pt")
+    back = graph_from_dict(torch.load(tmp_path / "g.pt", weights_only=True)[0])
+    assert torch.equal(back["a"].x, g["a"].x) and torch.equal(back["a"].x_cat, g["a"].x_cat)
+    assert torch.equal(back["a", "near", "a"].edge_attr, g["a", "near", "a"].edge_attr)
+    assert back.dose_um.item() == pytest.approx(3.33)
+    SCHEMA.validate(back)
+
+
+def test_readout_means_per_graph():
+    batch = next(iter(DataLoader([SCHEMA.conform(small_graph(2)), SCHEMA.conform(small_graph(3))],
+                                 batch_size=2)))
+    z = torch.arange(5, dtype=torch.float32).unsqueeze(1)
+    assert readout(z, batch, "a").squeeze(1).tolist() == [0.5, 3.0]
+    assert readout(torch.zeros(0, 4), batch, "b").shape == (2, 4)

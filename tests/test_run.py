@@ -1,0 +1,130 @@
+"""`cgc-run` end to end on the embedded data: run directory, seeded reproducibility, bad input,
+and the Ray Train orchestrator with 0 (in-process), 1 and 2 workers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from cgc_framework.api import run
+from cgc_framework.errors import DataError
+from cgc_framework.graph import GraphSchema
+from cgc_framework.orchestrator import build_model, load_checkpoint
+from cgc_framework.plugins import load_registry
+from cgc_plugins.datasets.lincs import EMBEDDED_COMPOUNDS
+
+BIN = Path(sys.executable).parent
+FAST = ["trainer.num_workers=0", "stages.0.epochs=3", "model.encoder.params.hidden_dim=32"]
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory, registry_yaml):
+    return run(registry_yaml, overrides=FAST, run_dir=tmp_path_factory.mktemp("run") / "r", progress=False)
+
+
+def test_run_directory_holds_every_artifact(local_run):
+    d = local_run.run_dir
+    for name in ["config.resolved.yaml", "plugins.json", "schema.json", "metrics.csv", "metrics.parquet",
+                 "loss_curve.png", "summary.md", "skipped_records.csv", "checkpoints/stage1_mask.pt",
+                 "checkpoints/final.pt"]:
+        assert (d / name).is_file(), name
+    assert (d / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = pd.read_csv(d / "metrics.csv")
+    # 342 graphs, batch 32 -> 11 steps per epoch, 3 epochs
+    assert metrics["step"].tolist() == list(range(1, 34))
+    assert set(metrics.columns) >= {"stage", "epoch", "loss", "mask/loss", "mask/atom_loss"}
+
+
+def test_masked_recovery_loss_decreases_and_summary_says_so(local_run):
+    m = local_run.metrics
+    first, last = m[m.epoch == 0]["mask/loss"].mean(), m[m.epoch == 2]["mask/loss"].mean()
+    assert last < 0.8 * first
+    summary = local_run.summary_path.read_text()
+    assert "| 1. mask | mask/loss | 33 |" in summary
+    assert "records read: 360; experiment graphs built: 342; records skipped: 18" in summary
+
+
+def test_checkpoint_loads_weights_only_and_rebuilds_the_model(local_run):
+    ckpt = load_checkpoint(local_run.run_dir / "checkpoints" / "final.pt")
+    assert ckpt["stage"] == "mask" and ckpt["global_step"] == 33
+    model = build_model(ckpt, GraphSchema.from_dict(ckpt["schema"]), load_registry())
+    model.load_state_dict(ckpt["model"])  # strict: every key matches
+    assert model.encoder.hidden_dim == 32
+    raw = torch.load(local_run.run_dir / "checkpoints" / "stage1_mask.pt", weights_only=True)
+    assert raw["model"].keys() == ckpt["model"].keys()
+    assert all(torch.equal(raw["model"][k], ckpt["model"][k]) for k in ckpt["model"])  # final = last stage
+
+
+def test_seeded_runs_repeat_exactly_and_seeds_differ(local_run, registry_yaml, tmp_path):
+    again = run(registry_yaml, overrides=FAST, run_dir=tmp_path / "again", progress=False)
+    assert again.metrics["loss"].tolist() == local_run.metrics["loss"].tolist()
+    other = run(registry_yaml, overrides=FAST + ["run.seed=1"], run_dir=tmp_path / "seed1", progress=False)
+    assert other.metrics["loss"].tolist() != local_run.metrics["loss"].tolist()
+
+
+def _compounds_with(tmp_path: Path, edits: dict[str, str]) -> Path:
+    table = pd.read_csv(EMBEDDED_COMPOUNDS)
+    for sample, smiles in edits.items():
+        table.loc[table.broad_sample == sample, "smiles"] = smiles
+    path = tmp_path / "compounds.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
+def test_invalid_and_empty_smiles_are_counted_and_listed(registry_yaml, tmp_path):
+    table = pd.read_csv(EMBEDDED_COMPOUNDS).dropna(subset=["smiles"])
+    bad, empty = table.broad_sample.iloc[0], table.broad_sample.iloc[1]
+    path = _compounds_with(tmp_path, {bad: "C1CC(N", empty: " "})
+    res = run(registry_yaml, overrides=FAST + ["stages.0.epochs=1", f"data.dataset.params.compounds={path}"],
+              run_dir=tmp_path / "r", progress=False)
+    skipped = pd.read_csv(res.run_dir / "skipped_records.csv")
+    reasons = skipped.groupby("reason").size()
+    assert len(skipped) == 18 + 12  # 3 compounds without SMILES + 2 broken ones, 6 doses each
+    assert any("invalid SMILES" in r and "C1CC(N" in r for r in reasons.index)
+    assert reasons.get("empty SMILES") == 6
+    assert len(res.built.graphs) == 342 - 12
+    summary = res.summary_path.read_text()
+    assert "records skipped: 30" in summary and "empty SMILES" in summary and "invalid SMILES" in summary
+
+
+def test_a_run_whose_every_record_fails_stops_with_a_clear_error(registry_yaml, tmp_path):
+    table = pd.read_csv(EMBEDDED_COMPOUNDS)
+    table["smiles"] = "not-a-smiles"
+    path = tmp_path / "all_bad.csv"
+    table.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"no usable records: dataset 'lincs_cellpainting' gave 360 records"):
+        run(registry_yaml, overrides=FAST + [f"data.dataset.params.compounds={path}"],
+            run_dir=tmp_path / "r", progress=False)
+    res = subprocess.run([BIN / "cgc-run", str(registry_yaml), "--quiet", "--run-dir", str(tmp_path / "c"),
+                          "--set", f"data.dataset.params.compounds={path}"], capture_output=True, text=True)
+    assert res.returncode == 2 and res.stderr.startswith("error: no usable records")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ray_train_workers(registry_yaml, tmp_path, workers):
+    res = run(registry_yaml, overrides=[f"trainer.num_workers={workers}", "stages.0.epochs=2",
+                                        "model.encoder.params.hidden_dim=32"],
+              run_dir=tmp_path / f"w{workers}", progress=False)
+    m = res.metrics
+    # global batch 32 split over the workers: 11 optimizer steps per epoch either way
+    assert m["step"].tolist() == list(range(1, 23))
+    assert (m["graphs"] == 32).sum() == 20
+    assert m[m.epoch == 1]["loss"].mean() < m[m.epoch == 0]["loss"].mean()
+    assert load_checkpoint(res.run_dir / "checkpoints" / "final.pt")["global_step"] == 22
+    assert f"{workers} Ray worker(s)" in res.summary_path.read_text()
+
+
+def test_cli_runs_the_default_config_end_to_end(registry_yaml, tmp_path):
+    res = subprocess.run([BIN / "cgc-run", str(registry_yaml), "--run-dir", str(tmp_path / "cli"),
+                          "--set", "trainer.num_workers=0", "--set", "stages.0.epochs=1"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().endswith(str(tmp_path / "cli"))
+    assert "pretraining" in res.stderr  # progress bar
+    assert (tmp_path / "cli" / "summary.md").is_file()
