@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 import yaml
 
 from .compose import Plan, compose
 from .config import CGCConfig, load_config
 from .featurize import BuiltData, build_graphs
-from .orchestrator import pretrain
+from .contracts import EvaluationContext
+from .graph import GraphSchema
+from .orchestrator import build_model, load_checkpoint, pretrain
 from .plugins import PluginRegistry, load_registry
 from .report import plot_loss_curves, write_summary
 from .versions import package_versions
@@ -46,6 +49,75 @@ def plan_run(config: str | Path | CGCConfig, *, overrides: list[str] | None = No
     else:
         cfg, base, source = load_config(config, overrides), Path(config).resolve().parent, str(config)
     return compose(cfg, registry or load_registry(extra_plugins), base, source)
+
+
+def run_evaluations(plan: Plan, checkpoint: Path, run_dir: Path, *, extra_plugins: tuple[Any, ...] = (),
+                    progress: bool = True) -> list[str]:
+    """Run the config's ``evaluations:`` on a checkpoint; tables go to
+    ``run_dir/evaluations/<key>/<table>.csv``. Returns the Markdown paragraphs for the summary."""
+    if not plan.evaluations:
+        return []
+    ckpt = load_checkpoint(checkpoint)
+    model = build_model(ckpt, GraphSchema.from_dict(ckpt["schema"]), plan.registry)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    paragraphs = []
+    for key, spec in plan.evaluations.items():
+        out = run_dir / "evaluations" / key
+        out.mkdir(parents=True, exist_ok=True)
+        evaluator = plan.registry.create("evaluator", spec.info.name, spec.params)
+        ctx = EvaluationContext(output_dir=out, plan=plan, model=model, checkpoint=Path(checkpoint),
+                                seed=plan.config.run.seed)
+        if progress:
+            print(f"cgc-run: evaluation '{key}' ({spec.info.name})", flush=True)
+        with plan.registry.guard(spec.info, "evaluating"), torch.no_grad():
+            result = evaluator.evaluate(ctx)
+        for name, table in result.tables.items():
+            pd.DataFrame(table).to_csv(out / f"{name}.csv", index=False)
+        files = ", ".join(f"`evaluations/{key}/{n}.csv`" for n in result.tables)
+        paragraphs.append(f"### {key} ({spec.info.name})\n\n{result.summary_markdown}\n\nTables: {files or '-'}\n")
+    return paragraphs
+
+
+def dry_run(config: str | Path | CGCConfig, *, overrides: list[str] | None = None,
+            extra_plugins: tuple[Any, ...] = (), progress: bool = False) -> str:
+    """Validate, compose and featurize (no training); return the plan as readable text."""
+    plan = plan_run(config, overrides=overrides, extra_plugins=extra_plugins)
+    built = build_graphs(plan, progress=progress)
+    return describe_plan(plan, built)
+
+
+def describe_plan(plan: Plan, built: BuiltData | None = None) -> str:
+    """Components (with distribution and version), schema, data counts, stages, trainer."""
+    cfg = plan.config
+    lines = [f"run '{cfg.run.name}' (seed {cfg.run.seed}, config hash {cfg.config_hash()})", "", "components:"]
+    for s in plan.components():
+        lines.append(f"  {s.key:<32} {s.info.kind:<17} {s.info.name:<22} "
+                     f"{s.info.distribution} {s.info.version}  params={json.dumps(s.params_dict())}")
+    lines += ["", "graph schema:"]
+    for t, spec in plan.schema.node_types.items():
+        lines.append(f"  node {t:<24} x[{spec.continuous_dim}] x_cat{list(spec.cardinalities)}")
+    for k, spec in plan.schema.edge_types.items():
+        lines.append(f"  edge {'|'.join(k):<24} edge_attr[{spec.continuous_dim}] "
+                     f"edge_attr_cat{list(spec.cardinalities)}")
+    if built is not None:
+        lines += ["", f"data: {built.records_read} records read, {len(built.graphs)} experiment graphs, "
+                      f"{len(built.skips)} skipped"]
+        for component, n in built.skips.counts().most_common():
+            lines.append(f"  skipped by {component}: {n}")
+        for e in built.skips.entries[:10]:
+            lines.append(f"    {e.record_id}: {e.reason}")
+    lines += ["", "stages:"]
+    for i, st in enumerate(cfg.stages):
+        weights = ", ".join(f"{k}={w:g} ({plan.tasks[k].info.name})" for k, w in st.weights.items())
+        lines.append(f"  {i + 1}. {st.name}: {st.epochs} epochs; {weights}")
+    o, t = cfg.optimizer, cfg.trainer
+    lines += ["", f"optimizer: {o.name} lr={o.lr:g} batch_size={o.batch_size} (global) "
+                  f"grad_accum_steps={o.grad_accum_steps}",
+              f"trainer: {t.num_workers} Ray worker(s){' (in-process)' if t.num_workers == 0 else ''}, "
+              f"{'GPU' if t.use_gpu else 'CPU'}, {t.cpus_per_worker:g} CPU/worker, "
+              f"cluster {t.ray_address or 'local'}"]
+    return "\n".join(lines)
 
 
 def _new_run_dir(cfg: CGCConfig) -> Path:
@@ -82,6 +154,8 @@ def run(config: str | Path | CGCConfig, *, overrides: list[str] | None = None,
               f"({len(built.skips)} skipped, see skipped_records.csv)", flush=True)
 
     outcome = pretrain(plan, built.graphs, out, progress=show, extra_plugins=extra_plugins)
+    evaluation_md = run_evaluations(plan, outcome.checkpoints[-1], out, extra_plugins=extra_plugins,
+                                    progress=show)
     metrics = pd.read_json(out / "metrics.jsonl", lines=True)
     metrics.to_csv(out / "metrics.csv", index=False)
     metrics.to_parquet(out / "metrics.parquet", index=False)
@@ -92,7 +166,7 @@ def run(config: str | Path | CGCConfig, *, overrides: list[str] | None = None,
     write_summary(summary, plan=plan, run_dir=out, records_read=built.records_read,
                   graphs_built=len(built.graphs), skips=built.skips, metrics=metrics,
                   checkpoints=outcome.checkpoints, wall_seconds=time.perf_counter() - t0,
-                  dataset_info=dataset_info)
+                  dataset_info=dataset_info, evaluation_markdown=evaluation_md)
     if show:
         print(f"cgc-run: done in {time.perf_counter() - t0:.0f} s; summary: {summary}", flush=True)
     return RunResult(out, metrics, summary, outcome.checkpoints, built)

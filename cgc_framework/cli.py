@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", help="write here instead of <run.output_dir>/<run.name>-<time>")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--list-plugins", action="store_true", help="list installed components and exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate, compose and featurize; print the plan; do not train")
     args = parser.parse_args(argv)
     try:
         if args.list_plugins:
@@ -57,8 +59,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.config:
             parser.error("CONFIG is required (e.g. cgc-run registry.yaml)")
-        from .api import run
+        from .api import dry_run, run
 
+        if args.dry_run:
+            print(dry_run(args.config, overrides=args.overrides, progress=not args.quiet))
+            return 0
         result = run(args.config, overrides=args.overrides, run_dir=args.run_dir,
                      progress=False if args.quiet else None)
     except CGCError as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -127,13 +127,24 @@ class PretrainingTask(nn.Module, ABC):
 
 @dataclass
 class EvaluationContext:
-    """What an evaluator receives after pretraining."""
+    """What an evaluator receives after pretraining.
 
-    run_dir: Path
-    schema: GraphSchema
-    encoder: Encoder
-    embed: Callable[[list[HeteroData]], dict[str, Tensor]]
-    device: torch.device = torch.device("cpu")
+    Attributes:
+        output_dir: this evaluation's own folder inside the run directory (write plots here).
+        plan: the composed run (config, registry, builders, schema) — use its builders to turn
+            new inputs (e.g. benchmark SMILES) into graphs exactly as pretraining did.
+        model: the pretrained encoder and task heads (``model.encoder``, ``model.tasks[key]``),
+            loaded from ``checkpoint``, in eval mode, on ``device``.
+        checkpoint: path of the checkpoint the model was loaded from.
+        seed: the run's seed; evaluators derive their random draws from it.
+    """
+
+    output_dir: Path
+    plan: Any
+    model: nn.Module
+    checkpoint: Path
+    seed: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
 
 @dataclass

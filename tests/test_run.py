@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from cgc_framework import hookimpl
 from cgc_framework.api import run
 from cgc_framework.errors import DataError
 from cgc_framework.graph import GraphSchema
@@ -128,3 +129,48 @@ def test_cli_runs_the_default_config_end_to_end(registry_yaml, tmp_path):
     assert res.stdout.strip().endswith(str(tmp_path / "cli"))
     assert "pretraining" in res.stderr  # progress bar
     assert (tmp_path / "cli" / "summary.md").is_file()
+
+
+def test_dry_run_prints_the_composed_plan_without_training(registry_yaml, tmp_path):
+    res = subprocess.run([BIN / "cgc-run", str(registry_yaml), "--dry-run", "--quiet"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "model.encoder" in out and "hgt" in out and "cgc-framework" in out
+    assert "node atom" in out and "x_cat[119," in out
+    assert "360 records read, 342 experiment graphs, 18 skipped" in out
+    assert "1. mask: 20 epochs; mask=1 (masked_recovery)" in out
+    assert not (tmp_path / "runs").exists()
+
+
+class _AtomCountEvaluator:
+    """In-test evaluator plugin: embeds the run's graphs and tabulates embedding norms per type."""
+
+    @hookimpl
+    def register_evaluators(self, register):
+        from cgc_framework.contracts import EvaluationResult, Evaluator
+        from torch_geometric.loader import DataLoader
+
+        class Norms(Evaluator):
+            def evaluate(self, ctx):
+                graphs = torch.load(ctx.output_dir.parents[1] / "data" / "graphs.pt", weights_only=True)
+                from cgc_framework.graph import graph_from_dict
+                batch = next(iter(DataLoader([graph_from_dict(g) for g in graphs[:8]], batch_size=8)))
+                z = ctx.model.encoder(batch)
+                rows = [{"node_type": t, "nodes": int(v.size(0)), "mean_norm": float(v.norm(dim=1).mean())}
+                        for t, v in z.items()]
+                return EvaluationResult({"norms": rows}, f"embedded {rows[0]['nodes']} atoms")
+
+        register("norms", lambda params: Norms())
+
+
+def test_evaluations_run_after_pretraining_and_land_in_the_summary(registry_yaml, tmp_path):
+    from cgc_framework.config import load_config
+
+    cfg = load_config(registry_yaml, FAST + ["stages.0.epochs=1", "evaluations={probe: {name: norms}}"])
+    res = run(cfg, run_dir=tmp_path / "r", progress=False, extra_plugins=(_AtomCountEvaluator(),))
+    table = pd.read_csv(res.run_dir / "evaluations" / "probe" / "norms.csv")
+    assert set(table.node_type) == {"atom", "compound"}
+    assert (table.mean_norm > 0).all()
+    summary = res.summary_path.read_text()
+    assert "## Evaluation" in summary and "### probe (norms)" in summary and "evaluations/probe/norms.csv" in summary
