@@ -39,6 +39,26 @@ def plugins_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def plugin_main(argv: list[str] | None = None) -> int:
+    """``cgc-plugin new NAME --kind modality``: write a ready-to-install plugin distribution."""
+    from .scaffold import SUPPORTED_KINDS, new_plugin
+
+    parser = argparse.ArgumentParser(prog="cgc-plugin", description=plugin_main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    new = sub.add_parser("new", help="create a plugin project from the template")
+    new.add_argument("name", help="lower_snake_case name, e.g. l1000_expression")
+    new.add_argument("--kind", default="modality", choices=SUPPORTED_KINDS)
+    new.add_argument("--dir", default=".", help="parent directory (default: current)")
+    args = parser.parse_args(argv)
+    try:
+        root = new_plugin(args.name, args.kind, args.dir)
+    except (ValueError, FileExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"created {root}\nnext: pip install -e '{root}[test]' && python -m pytest -q {root}/tests && cgc-plugins")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``cgc-run CONFIG``: pretrain as CONFIG says and write a run directory."""
     parser = argparse.ArgumentParser(
