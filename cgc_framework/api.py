@@ -102,7 +102,7 @@ def describe_plan(plan: Plan, built: BuiltData | None = None) -> str:
                      f"edge_attr_cat{list(spec.cardinalities)}")
     if built is not None:
         lines += ["", f"data: {built.records_read} records read, {len(built.graphs)} experiment graphs, "
-                      f"{len(built.skips)} skipped"]
+                      f"{len(built.skips)} skipped, {len(built.omitted)} optional subgraphs omitted"]
         for component, n in built.skips.counts().most_common():
             lines.append(f"  skipped by {component}: {n}")
         for e in built.skips.entries[:10]:
@@ -149,6 +149,7 @@ def run(config: str | Path | CGCConfig, *, overrides: list[str] | None = None,
 
     built = build_graphs(plan, progress=show)
     built.skips.write_csv(out / "skipped_records.csv")
+    built.omitted.write_csv(out / "omitted_subgraphs.csv")
     if show:
         print(f"cgc-run: {len(built.graphs)} experiment graphs from {built.records_read} records "
               f"({len(built.skips)} skipped, see skipped_records.csv)", flush=True)
@@ -164,7 +165,8 @@ def run(config: str | Path | CGCConfig, *, overrides: list[str] | None = None,
     with plan.registry.guard(plan.dataset_spec.info, "describing itself"):
         dataset_info = plan.dataset.describe()
     write_summary(summary, plan=plan, run_dir=out, records_read=built.records_read,
-                  graphs_built=len(built.graphs), skips=built.skips, metrics=metrics,
+                  graphs_built=len(built.graphs), skips=built.skips, omitted=built.omitted,
+                  metrics=metrics,
                   checkpoints=outcome.checkpoints, wall_seconds=time.perf_counter() - t0,
                   dataset_info=dataset_info, evaluation_markdown=evaluation_md)
     if show:

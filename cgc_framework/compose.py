@@ -43,6 +43,7 @@ class ModalityPlan:
     modality: Modality
     builder_spec: ComponentSpec
     builder: GraphBuilder
+    required: bool = True
 
 
 @dataclass
@@ -123,7 +124,8 @@ def compose(config: CGCConfig, registry: PluginRegistry, base_dir: Path, source:
             continue
         with registry.guard(b.info, "publishing its schema"):
             schema = schema.merge(builder.schema(), where=f" (builder '{b.info.name}')")
-        modalities[mod_name] = ModalityPlan(mod_name, modality, b, builder)
+        modalities[mod_name] = ModalityPlan(mod_name, modality, b, builder,
+                                            config.graph.modalities[mod_name].required)
     edge_sources: dict[str, tuple[ComponentSpec, EdgeSource]] = {}
     for k, s in edge_specs.items():
         assert s is not None

@@ -65,6 +65,9 @@ class DataSection(StrictModel):
 class ModalityRef(StrictModel):
     builder: str
     params: dict[str, Any] = Field(default_factory=dict)
+    required: bool = Field(
+        True, description="false: a record whose value is missing or rejected keeps its other "
+                          "subgraphs; each omission is counted and listed in the run summary")
 
 
 class GraphSection(StrictModel):

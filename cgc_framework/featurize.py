@@ -26,29 +26,41 @@ class BuiltData:
     record_ids: list[str]
     records_read: int
     skips: SkipLog = field(default_factory=SkipLog)
+    omitted: SkipLog = field(default_factory=SkipLog)
+    """Subgraphs of optional modalities (``required: false``) left out of kept records."""
 
 
 def _is_missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and value != value)
 
 
-def build_record(plan: Plan, record: Record) -> HeteroData:
-    """The experiment graph of one record. Raises ``RecordError`` for a bad record; the message
-    starts with the component that rejected it (``"<component>|<field>|<reason>"`` is parsed by
-    :func:`build_graphs`)."""
+def build_record(plan: Plan, record: Record, omitted: SkipLog | None = None) -> HeteroData:
+    """The experiment graph of one record.
+
+    Raises ``_Rejected`` (component, field, value, reason) when a required modality's value is
+    missing or rejected, or an edge source rejects the record; optional modalities' omissions are
+    added to ``omitted`` instead.
+    """
     data = HeteroData()
     for name, mp in plan.modalities.items():
         field_name = mp.modality.record_field
         value = record.fields.get(field_name)
-        if _is_missing(value):
-            raise _Rejected(mp.builder_spec.info.name, field_name, value,
-                            f"record has no '{field_name}' value (needed by modality '{name}')")
         info = mp.builder_spec.info
         try:
-            with plan.registry.guard(info, f"building record '{record.id}'"):
-                fragment = mp.builder.build(value)
-        except RecordError as exc:
-            raise _Rejected(info.name, field_name, value, str(exc)) from None
+            if _is_missing(value):
+                raise _Rejected(info.name, field_name, value,
+                                f"record has no '{field_name}' value (needed by modality '{name}')")
+            try:
+                with plan.registry.guard(info, f"building record '{record.id}'"):
+                    fragment = mp.builder.build(value)
+            except RecordError as exc:
+                raise _Rejected(info.name, field_name, value, str(exc)) from None
+        except _Rejected as rej:
+            if mp.required:
+                raise
+            if omitted is not None:
+                omitted.add(record.id, rej.component, rej.field, rej.value, rej.reason)
+            continue
         for store in fragment.stores:
             key = getattr(store, "_key", None)
             if key is None:
@@ -82,7 +94,7 @@ class _Rejected(Exception):
 
 def build_graphs(plan: Plan, *, progress: bool = True) -> BuiltData:
     """Read every record of the plan's dataset and build its experiment graph."""
-    skips = SkipLog()
+    skips, omitted = SkipLog(), SkipLog()
     graphs: list[HeteroData] = []
     ids: list[str] = []
     limit = plan.config.data.max_records
@@ -94,7 +106,7 @@ def build_graphs(plan: Plan, *, progress: bool = True) -> BuiltData:
         for record in bar:
             read += 1
             try:
-                graphs.append(build_record(plan, record))
+                graphs.append(build_record(plan, record, omitted))
                 ids.append(record.id)
             except _Rejected as rej:
                 skips.add(record.id, rej.component, rej.field, rej.value, rej.reason)
@@ -106,4 +118,4 @@ def build_graphs(plan: Plan, *, progress: bool = True) -> BuiltData:
             f"no usable records: dataset '{ds_info.name}' gave {read} records and "
             f"{len(skips)} were skipped ({first or 'the dataset is empty'}). "
             f"Check data.dataset.params in the config and the input files.")
-    return BuiltData(graphs, ids, read, skips)
+    return BuiltData(graphs, ids, read, skips, omitted)

@@ -160,12 +160,18 @@ def _train_worker(cfg: dict[str, Any]) -> None:
     metrics_path = run_dir / "metrics.jsonl"
 
     def reduce_logs(logs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Mean of each logged value over the ranks that logged it (a rank whose batch lacks a
+        node type logs no per-type loss for it)."""
         if world == 1:
             return logs
-        keys = sorted(logs)
-        stacked = torch.stack([logs[k].float().to(device) for k in keys])
-        torch.distributed.all_reduce(stacked, op=torch.distributed.ReduceOp.AVG)
-        return dict(zip(keys, stacked.cpu()))
+        gathered: list[list[str] | None] = [None] * world
+        torch.distributed.all_gather_object(gathered, sorted(logs))
+        keys = sorted(set().union(*gathered))  # type: ignore[arg-type]
+        values = torch.tensor([[float(logs[k]) if k in logs else 0.0 for k in keys],
+                               [1.0 if k in logs else 0.0 for k in keys]], device=device)
+        torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.SUM)
+        values = values.cpu()
+        return {k: values[0, i] / values[1, i] for i, k in enumerate(keys)}
 
     def on_step(row: dict[str, Any]) -> None:
         if rank == 0:

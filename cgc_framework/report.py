@@ -64,7 +64,7 @@ def _md_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
 
 
 def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, graphs_built: int,
-                  skips: SkipLog, metrics: pd.DataFrame, checkpoints: list[Path],
+                  skips: SkipLog, omitted: SkipLog, metrics: pd.DataFrame, checkpoints: list[Path],
                   wall_seconds: float, dataset_info: dict[str, Any],
                   evaluation_markdown: list[str] | None = None) -> None:
     cfg = plan.config
@@ -91,6 +91,10 @@ def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, g
         out += ["", _md_table(pd.DataFrame([e.__dict__ for e in skips.entries[:MAX_SKIPS_LISTED]])), ""]
         if len(skips) > MAX_SKIPS_LISTED:
             out.append(f"... and {len(skips) - MAX_SKIPS_LISTED} more in `skipped_records.csv`.\n")
+    if len(omitted):
+        out.append(f"Optional subgraphs left out of kept records: {len(omitted)} ("
+                   + ", ".join(f"{c}: {n}" for c, n in omitted.counts().most_common())
+                   + "), listed in `omitted_subgraphs.csv`.\n")
     out += ["## Graph schema", "",
             _md_table(pd.DataFrame([{"type": t, "features": ", ".join(f.name for f in s.features),
                                      "x dim": s.continuous_dim, "categorical": len(s.cardinalities)}
@@ -110,7 +114,8 @@ def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, g
     out += ["## Files", "",
             "- `config.resolved.yaml`, `plugins.json` (component versions), `schema.json`",
             "- `metrics.csv` / `metrics.parquet`: one row per optimizer step",
-            "- `skipped_records.csv`: every record left out, with the reason",
+            "- `skipped_records.csv`: every record left out, with the reason; "
+            "`omitted_subgraphs.csv`: optional subgraphs left out of kept records",
             "- checkpoints (load with `torch.load(path, weights_only=True)`): "
             + ", ".join(f"`{p.relative_to(run_dir)}`" for p in checkpoints), ""]
     path.write_text("\n".join(out))

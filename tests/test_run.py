@@ -138,7 +138,7 @@ def test_dry_run_prints_the_composed_plan_without_training(registry_yaml, tmp_pa
     out = res.stdout
     assert "model.encoder" in out and "hgt" in out and "cgc-framework" in out
     assert "node atom" in out and "x_cat[119," in out
-    assert "360 records read, 342 experiment graphs, 18 skipped" in out
+    assert "360 records read, 342 experiment graphs, 18 skipped, 0 optional subgraphs omitted" in out
     assert "1. mask: 20 epochs; mask=1 (masked_recovery)" in out
     assert not (tmp_path / "runs").exists()
 
