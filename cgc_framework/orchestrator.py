@@ -207,6 +207,13 @@ def _quiet_ray_train_logs() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def _ray_temp_dir() -> str:
+    """Ray's session directory for a local instance. Its unix sockets must fit in 107 bytes, which
+    a long ``TMPDIR`` (CI, pytest) breaks, so default to a short path; ``RAY_TMPDIR`` overrides."""
+    return os.environ.get("RAY_TMPDIR") or os.path.join("/tmp" if os.name == "posix" else tempfile.gettempdir(),
+                                                        f"ray-{os.getuid() if hasattr(os, 'getuid') else 0}")
+
+
 def loop_config(plan: Plan) -> LoopConfig:
     c = plan.config
     stages = tuple(StageSpec(i, s.name, s.epochs, dict(s.weights)) for i, s in enumerate(c.stages))
@@ -246,8 +253,9 @@ def pretrain(plan: Plan, graphs: list[Any], run_dir: Path, *, progress: bool = T
     resources = {"CPU": tc.cpus_per_worker, **({"GPU": 1} if tc.use_gpu else {})}
     started = False
     if tc.num_workers > 0 and not ray.is_initialized():
+        local = {} if tc.ray_address else {"_temp_dir": _ray_temp_dir()}
         ray.init(address=tc.ray_address, include_dashboard=False, logging_level="ERROR",
-                 log_to_driver=os.environ.get("CGC_RAY_WORKER_LOGS", "0") == "1")
+                 log_to_driver=os.environ.get("CGC_RAY_WORKER_LOGS", "0") == "1", **local)
         started = True
     try:
         with _quiet_ray_train_logs():
