@@ -62,6 +62,20 @@ def test_fewshot_table_has_every_method_k_and_draw(fewshot_run):
     assert "| bbbp | ecfp_lr |" in fewshot_run.summary_path.read_text()
 
 
+def test_leakage_table_counts_pretraining_molecules_in_the_splits(fewshot_run, shared_data, tmp_path):
+    from cgc_plugins.evaluators.fewshot import inchikey14
+
+    leaks = pd.read_csv(fewshot_run.run_dir / "evaluations" / "fs" / "leakage.csv")
+    ds = load_molnet("bbbp", shared_data / "moleculenet", tmp_path)
+    from cgc_plugins.datasets.lincs import EMBEDDED_COMPOUNDS
+
+    corpus = {inchikey14(s) for s in pd.read_csv(EMBEDDED_COMPOUNDS).smiles.dropna()} - {None}
+    expected = sum(inchikey14(s) in corpus for s in ds.test.smiles)
+    row = leaks[(leaks.dataset == "bbbp") & (leaks.split == "test")]
+    assert row.molecules.item() == len(ds.test.smiles) and row.seen_in_pretraining.item() == expected
+    assert f"bbbp {expected}/{len(ds.test.smiles)}" in fewshot_run.summary_path.read_text()
+
+
 def test_ecfp_baseline_matches_an_independent_sklearn_fit(fewshot_run, shared_data, tmp_path):
     ds = load_molnet("bbbp", shared_data / "moleculenet", tmp_path)
     table = pd.read_csv(fewshot_run.run_dir / "evaluations" / "fs" / "few_shot.csv")

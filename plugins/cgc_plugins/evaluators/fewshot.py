@@ -73,6 +73,27 @@ def embed_smiles(ctx: EvaluationContext, encoder: torch.nn.Module, smiles: list[
     return torch.cat(out).cpu().numpy(), ok
 
 
+def inchikey14(smiles: str) -> str | None:
+    """Connectivity block of the InChIKey (stereo and protonation ignored), or None if unparsable."""
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) else None
+    return Chem.MolToInchiKey(mol)[:14] if mol is not None and mol.GetNumAtoms() else None
+
+
+def pretraining_inchikeys(ctx: EvaluationContext) -> set[str]:
+    """InChIKey14 of every molecule in the run's pretraining dataset (the leakage reference)."""
+    from cgc_framework.records import SkipLog
+
+    keys = set()
+    for record in ctx.plan.dataset.records(SkipLog()):
+        key = inchikey14(record.fields.get("smiles"))
+        if key:
+            keys.add(key)
+    return keys
+
+
 def _support(y: np.ndarray, present: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray | None:
     pos = np.flatnonzero(present & (y == 1))
     neg = np.flatnonzero(present & (y == 0))
@@ -113,7 +134,8 @@ class FewShotEvaluator(Evaluator):
 
     def evaluate(self, ctx: EvaluationContext) -> EvaluationResult:
         p = self.params
-        rows, notes = [], []
+        rows, notes, leakage = [], [], []
+        seen = pretraining_inchikeys(ctx)
         with tempfile.TemporaryDirectory(prefix="cgc-molnet-") as save_dir:
             for name in p.datasets:
                 ds = load_molnet(name, p.data_dir, Path(save_dir), ctx.seed)
@@ -131,6 +153,10 @@ class FewShotEvaluator(Evaluator):
                 if (~tr_keep).sum() or (~te_keep).sum():
                     notes.append(f"{name}: {(~tr_keep).sum()} train / {(~te_keep).sum()} test molecules "
                                  f"rejected by the molecule builder, excluded for every method")
+                for split, smiles in (("train", ds.train.smiles), ("test", ds.test.smiles)):
+                    n_seen = sum(inchikey14(s) in seen for s in smiles)
+                    leakage.append({"dataset": name, "split": split, "molecules": len(smiles),
+                                    "seen_in_pretraining": n_seen})
                 tasks = ds.tasks[: p.max_tasks] if p.max_tasks else ds.tasks
                 for t, task in enumerate(tasks):
                     for k in p.k:
@@ -152,8 +178,13 @@ class FewShotEvaluator(Evaluator):
                                 rows += [{"dataset": name, "task": task, "method": method, "k": k, "draw": draw,
                                           "metric": m, "value": v, "n_test": int(test_rows.sum())}
                                          for m, v in values.items()]
-        table = pd.DataFrame(rows)
-        return EvaluationResult({"few_shot": table}, summarize(table, sorted(set(notes))))
+        table, leaks = pd.DataFrame(rows), pd.DataFrame(leakage)
+        text = summarize(table, sorted(set(notes)))
+        test_leaks = leaks[leaks.split == "test"]
+        text += "\n\nMolecules of the scaffold test splits that the pretraining data contained " \
+                "(InChIKey connectivity match): " + ", ".join(
+                    f"{r.dataset} {r.seen_in_pretraining}/{r.molecules}" for r in test_leaks.itertuples()) + "."
+        return EvaluationResult({"few_shot": table, "leakage": leaks}, text)
 
 
 def summarize(table: pd.DataFrame, notes: list[str]) -> str:
