@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set trainer.num_workers=2 (repeatable)")
     parser.add_argument("--run-dir", help="write here instead of <run.output_dir>/<run.name>-<time>")
+    parser.add_argument("--address", help="Ray cluster to run on (same as --set trainer.ray_address=...)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--list-plugins", action="store_true", help="list installed components and exit")
     parser.add_argument("--dry-run", action="store_true",
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("CONFIG is required (e.g. cgc-run registry.yaml)")
         from .api import dry_run, run
 
+        if args.address:
+            args.overrides.append(f"trainer.ray_address={args.address}")
         if args.dry_run:
             print(dry_run(args.config, overrides=args.overrides, progress=not args.quiet))
             return 0

@@ -5,7 +5,8 @@
 instance or on the cluster named by ``trainer.ray_address``. The run directory must be on storage
 every worker can reach (a shared filesystem on multi-node clusters).
 
-Files written (rank 0): ``metrics.jsonl`` (one row per optimizer step) and
+Files written: ``workers/rank<r>.json`` (each rank: Ray node id, host, device); rank 0 writes
+``metrics.jsonl`` (one row per optimizer step) and
 ``checkpoints/stage<k>_<name>.pt`` at every stage boundary plus ``checkpoints/final.pt``;
 checkpoints hold only tensors and plain values and load with ``torch.load(..., weights_only=True)``.
 """
@@ -18,6 +19,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -135,6 +137,7 @@ def total_steps(cfg: LoopConfig, num_graphs: int, world_size: int) -> int:
 
 def _train_worker(cfg: dict[str, Any]) -> None:
     """Ray Train ``train_loop_per_worker``: build the model from plugins, run the stages."""
+    import ray
     import ray.train
     import ray.train.torch
 
@@ -155,8 +158,12 @@ def _train_worker(cfg: dict[str, Any]) -> None:
     else:
         model = core.to(device)
     torch.manual_seed(cfg["loop"].seed + 7919 * rank)  # task randomness differs per rank
-    graphs = [graph_from_dict(d) for d in torch.load(cfg["graphs_path"], weights_only=True)]
     run_dir = Path(cfg["run_dir"])
+    (run_dir / "workers").mkdir(exist_ok=True)
+    (run_dir / "workers" / f"rank{rank}.json").write_text(json.dumps(
+        {"rank": rank, "world_size": world, "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
+         "hostname": socket.gethostname(), "pid": os.getpid(), "device": str(device)}))
+    graphs = [graph_from_dict(d) for d in torch.load(cfg["graphs_path"], weights_only=True)]
     metrics_path = run_dir / "metrics.jsonl"
 
     def reduce_logs(logs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

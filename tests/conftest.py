@@ -23,13 +23,6 @@ def shared_data() -> Path:
     return Path(root)
 
 
-@pytest.fixture(autouse=True)
-def _isolated_tmp(tmp_path_factory, monkeypatch):
-    """Keep TMPDIR writes (PyG's generated modules, DeepChem's DiskDatasets) out of /tmp."""
-    tmp = tmp_path_factory.mktemp("tmpdir")
-    monkeypatch.setenv("TMPDIR", str(tmp))
-
-
 @pytest.fixture(scope="session")
 def registry_yaml() -> Path:
     return REPO / "registry.yaml"
