@@ -59,6 +59,24 @@ def plugin_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def bench_main(argv: list[str] | None = None) -> int:
+    """``cgc-bench SWEEP.yaml``: run or resume a benchmark sweep; writes table, plots and report."""
+    parser = argparse.ArgumentParser(prog="cgc-bench", description=bench_main.__doc__)
+    parser.add_argument("sweep", help="sweep YAML, e.g. benchmarks/sweeps/stage_ablation.yaml")
+    parser.add_argument("--quick", action="store_true", help="the sweep's bounded-time version")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    from .sweep import run_sweep
+
+    try:
+        out = run_sweep(args.sweep, quick=args.quick, progress=not args.quiet)
+    except CGCError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(out / "report.md")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``cgc-run CONFIG``: pretrain as CONFIG says and write a run directory."""
     parser = argparse.ArgumentParser(
