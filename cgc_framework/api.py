@@ -22,6 +22,7 @@ import yaml
 
 from .compose import Plan, compose
 from .config import CGCConfig, load_config
+from .errors import CGCError
 from .featurize import BuiltData, build_graphs
 from .contracts import EvaluationContext
 from .graph import GraphSchema
@@ -90,7 +91,7 @@ def dry_run(config: str | Path | CGCConfig, *, overrides: list[str] | None = Non
 def describe_plan(plan: Plan, built: BuiltData | None = None) -> str:
     """Components (with distribution and version), schema, data counts, stages, trainer."""
     cfg = plan.config
-    lines = [f"run '{cfg.run.name}' (seed {cfg.run.seed}, config hash {cfg.config_hash()})", "", "components:"]
+    lines = [f"run '{cfg.run.name}' (seed {cfg.run.seed}, config hash {plan.config_hash()})", "", "components:"]
     for s in plan.components():
         lines.append(f"  {s.key:<32} {s.info.kind:<17} {s.info.name:<22} "
                      f"{s.info.distribution} {s.info.version}  params={json.dumps(s.params_dict())}")
@@ -129,9 +130,19 @@ def _new_run_dir(cfg: CGCConfig) -> Path:
     return path
 
 
+def resume(run_dir: str | Path, *, progress: bool | None = None, extra_plugins: tuple[Any, ...] = ()) -> RunResult:
+    """Continue an interrupted run from its newest good checkpoint (``cgc-run --resume RUN_DIR``)."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.resolved.yaml"
+    if not cfg_path.is_file():
+        raise CGCError(f"{run_dir} is not a run directory (no config.resolved.yaml); "
+                       f"give the directory that `cgc-run` printed")
+    return run(cfg_path, run_dir=run_dir, progress=progress, extra_plugins=extra_plugins, resume_run=True)
+
+
 def run(config: str | Path | CGCConfig, *, overrides: list[str] | None = None,
         run_dir: str | Path | None = None, progress: bool | None = None,
-        extra_plugins: tuple[Any, ...] = ()) -> RunResult:
+        extra_plugins: tuple[Any, ...] = (), resume_run: bool = False) -> RunResult:
     """Pretrain as the config says and write a run directory; returns where and what."""
     t0 = time.perf_counter()
     plan = plan_run(config, overrides=overrides, extra_plugins=extra_plugins)
@@ -140,7 +151,7 @@ def run(config: str | Path | CGCConfig, *, overrides: list[str] | None = None,
     out = Path(run_dir) if run_dir is not None else _new_run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
-    (out / "config.resolved.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    (out / "config.resolved.yaml").write_text(yaml.safe_dump(plan.resolved(), sort_keys=False))
     (out / "plugins.json").write_text(json.dumps(
         {"packages": package_versions(), "components": [s.describe() for s in plan.components()]}, indent=2))
     (out / "schema.json").write_text(json.dumps(plan.schema.to_dict(), indent=2))
@@ -154,7 +165,7 @@ def run(config: str | Path | CGCConfig, *, overrides: list[str] | None = None,
         print(f"cgc-run: {len(built.graphs)} experiment graphs from {built.records_read} records "
               f"({len(built.skips)} skipped, see skipped_records.csv)", flush=True)
 
-    outcome = pretrain(plan, built.graphs, out, progress=show, extra_plugins=extra_plugins)
+    outcome = pretrain(plan, built.graphs, out, progress=show, extra_plugins=extra_plugins, resume=resume_run)
     evaluation_md = run_evaluations(plan, outcome.checkpoints[-1], out, extra_plugins=extra_plugins,
                                     progress=show)
     metrics = pd.read_json(out / "metrics.jsonl", lines=True)

@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set trainer.num_workers=2 (repeatable)")
     parser.add_argument("--run-dir", help="write here instead of <run.output_dir>/<run.name>-<time>")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue an interrupted run from its newest good checkpoint")
     parser.add_argument("--address", help="Ray cluster to run on (same as --set trainer.ray_address=...)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--list-plugins", action="store_true", help="list installed components and exit")
@@ -96,10 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.list_plugins:
             _print_plugins(False)
             return 0
+        from .api import dry_run, resume, run
+
+        if args.resume:
+            print(resume(args.resume, progress=False if args.quiet else None).run_dir)
+            return 0
         if not args.config:
             parser.error("CONFIG is required (e.g. cgc-run registry.yaml)")
-        from .api import dry_run, run
-
         if args.address:
             args.overrides.append(f"trainer.ray_address={args.address}")
         if args.dry_run:
@@ -111,6 +116,57 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(result.run_dir)
+    return 0
+
+
+def embed_main(argv: list[str] | None = None) -> int:
+    """``cgc-embed CHECKPOINT``: molecule-level embeddings of SMILES, or molecule/cell-level
+    embeddings of saved experiment graphs, written as CSV (one row per input, columns e0..e{D-1})."""
+    parser = argparse.ArgumentParser(prog="cgc-embed", description=embed_main.__doc__)
+    parser.add_argument("checkpoint", help="a cgc-framework checkpoint (e.g. <run>/checkpoints/final.pt)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--smiles", nargs="+", metavar="SMILES", help="SMILES strings")
+    src.add_argument("--smiles-file", help="text file with one SMILES per line, or a CSV with a 'smiles' column")
+    src.add_argument("--graphs", help="experiment graphs saved as graph_to_dict list (e.g. <run>/data/graphs.pt)")
+    parser.add_argument("--level", choices=["molecule", "cell"], default="molecule",
+                        help="with --graphs: which embedding (default molecule)")
+    parser.add_argument("--state", choices=["treated", "control"], default="treated",
+                        help="with --level cell: encode the treated profile (default) or the control state")
+    parser.add_argument("--builder", help="molecule graph builder name (default: as recorded, else rdkit_molecule)")
+    parser.add_argument("--out", required=True, help="output CSV")
+    args = parser.parse_args(argv)
+    try:
+        import pandas as pd
+
+        from .embeddings import load_graphs, load_pretrained
+        from .records import RecordError
+
+        pre = load_pretrained(args.checkpoint)
+        if args.graphs:
+            emb = pre.embed_graphs(load_graphs(args.graphs), args.level, state=args.state)
+            ids = pd.DataFrame({"graph": range(emb.size(0))})
+            skipped = 0
+        else:
+            if args.smiles_file:
+                text = open(args.smiles_file).read().splitlines()
+                if text and text[0].strip().lower().split(",")[0] == "smiles" or args.smiles_file.endswith(".csv"):
+                    smiles = pd.read_csv(args.smiles_file)["smiles"].astype(str).tolist()
+                else:
+                    smiles = [s.strip() for s in text if s.strip()]
+            else:
+                smiles = args.smiles
+            graphs = pre.build(smiles, "molecule", builder=args.builder, skip_invalid=True)
+            keep = [i for i, g in enumerate(graphs) if g is not None]
+            skipped = len(smiles) - len(keep)
+            emb = pre.embed_graphs([graphs[i] for i in keep], "molecule")
+            ids = pd.DataFrame({"smiles": [smiles[i] for i in keep]})
+        table = pd.concat([ids, pd.DataFrame(emb.numpy(), columns=[f"e{i}" for i in range(emb.size(1))])], axis=1)
+        table.to_csv(args.out, index=False)
+    except (CGCError, RecordError, OSError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(table)} embeddings of width {emb.size(1)} to {args.out}"
+          + (f" ({skipped} invalid SMILES skipped)" if skipped else ""))
     return 0
 
 

@@ -7,6 +7,8 @@ collected and raised together as one :class:`~cgc_framework.errors.ConfigError`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,23 @@ class Plan:
     tasks: dict[str, ComponentSpec]
     evaluations: dict[str, ComponentSpec]
     schema: GraphSchema = field(default_factory=GraphSchema)
+
+    def resolved(self) -> dict[str, Any]:
+        """The config with defaults filled in and every component's params as validated (file
+        paths absolute): ``config.resolved.yaml`` reproduces the run from any directory."""
+        data = self.config.model_dump(mode="json")
+        for spec in self.components():
+            node = data
+            for part in spec.key.split("."):
+                node = node[part]
+            node["params"] = spec.params_dict()
+        return data
+
+    def config_hash(self) -> str:
+        """Stable hash of :meth:`resolved` minus the ``trainer`` section (how a run is executed
+        does not change what it computes); stored in checkpoints, used to match resumes."""
+        data = {k: v for k, v in self.resolved().items() if k != "trainer"}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def components(self) -> list[ComponentSpec]:
         return ([self.dataset_spec] + [m.builder_spec for m in self.modalities.values()]

@@ -12,8 +12,6 @@ directory holding the YAML file; ``run.output_dir`` is resolved against the work
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -107,6 +105,10 @@ class TrainerSection(StrictModel):
     cpus_per_worker: float = Field(1.0, gt=0)
     ray_address: str | None = None
     progress: bool = True
+    checkpoint_every_steps: int | None = Field(
+        100, gt=0, description="also checkpoint every N optimizer steps (stage boundaries always)")
+    keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept (the newest)")
+    max_failures: int = Field(2, ge=0, description="worker failures Ray Train recovers from per run")
 
 
 class CGCConfig(StrictModel):
@@ -134,11 +136,6 @@ class CGCConfig(StrictModel):
         if problems:
             raise ValueError("; ".join(problems))
         return self
-
-    def config_hash(self) -> str:
-        """Stable hash of the resolved config (keys sorted), used in checkpoints and caches."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 # -- loading ---------------------------------------------------------------------------------

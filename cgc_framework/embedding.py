@@ -7,6 +7,13 @@ For node type ``t``::
 Each categorical column ``k`` has ``num_classes + 1`` embedding rows; the last one is the MASK
 index that masking tasks write. ``node_mask`` (bool ``[N_t]``), when a task sets it, adds a learned
 per-type mask token, so "masked" is distinguishable from "all-zero features".
+
+Edge features (optional, ``edge_features=True``): for every edge type ``(s, r, d)`` with features,
+``e = Linear(edge_attr) + sum_k Embedding_k(edge_attr_cat[:, k]) + mask_token * edge_mask`` and the
+mean of ``e`` over the incoming edges of each ``d`` node is added to ``h_d``. Masking tasks set
+``edge_mask`` (bool ``[E]``) on the edge store, exactly as ``node_mask`` on node stores. Injecting edge
+features at the input keeps every message-passing layer unchanged (an encoder's layer stays the
+operator its paper writes), at the cost of edge features entering only once.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
+from torch_geometric.utils import scatter
 
 from .graph import GraphSchema, _FeatureSet
 
@@ -50,14 +58,33 @@ class SchemaInputEmbedding(nn.Module):
     ``forward(data)`` returns ``{node_type: Tensor[N_t, hidden_dim]}`` for every schema node type.
     """
 
-    def __init__(self, schema: GraphSchema, hidden_dim: int):
+    def __init__(self, schema: GraphSchema, hidden_dim: int, *, edge_features: bool = False):
         super().__init__()
         self.hidden_dim = hidden_dim
         self.node = nn.ModuleDict({t: FeatureEmbedding(s, hidden_dim) for t, s in schema.node_types.items()})
+        # edge types with features, keyed "src|rel|dst" (ModuleDict keys must be strings)
+        self.edge = nn.ModuleDict({edge_key(k): FeatureEmbedding(s, hidden_dim)
+                                   for k, s in schema.edge_types.items()
+                                   if edge_features and (s.continuous_dim or s.cardinalities)})
 
     def forward(self, data: HeteroData) -> dict[str, Tensor]:
         out = {}
         for t, emb in self.node.items():
             store = data[t]
             out[t] = emb(store.x, store.x_cat, store.get("node_mask"))
+        for key, emb in self.edge.items():
+            src, rel, dst = key.split("|")
+            if (src, rel, dst) not in data.edge_types:
+                continue
+            store = data[src, rel, dst]
+            if store.edge_index.size(1) == 0:
+                continue
+            e = emb(store.edge_attr, store.edge_attr_cat, store.get("edge_mask"))  # [E, D]
+            out[dst] = out[dst] + scatter(e, store.edge_index[1], dim=0, dim_size=out[dst].size(0),
+                                          reduce="mean")  # [N_dst, D]
         return out
+
+
+def edge_key(edge_type: tuple[str, str, str]) -> str:
+    """``(src, rel, dst)`` -> ``"src|rel|dst"`` (the form used in module keys and logs)."""
+    return "|".join(edge_type)

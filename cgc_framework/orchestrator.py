@@ -22,7 +22,8 @@ import shutil
 import socket
 import tempfile
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -37,7 +38,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from .compose import Plan  # noqa: E402
 from .errors import CGCError  # noqa: E402
 from .graph import GraphSchema, graph_from_dict, graph_to_dict  # noqa: E402
-from .training import LoopConfig, PretrainModel, StageSpec, micro_batch_size, run_stages  # noqa: E402
+from .training import LoopConfig, LoopPosition, PretrainModel, StageSpec, micro_batch_size, run_stages  # noqa: E402
 from .versions import package_versions  # noqa: E402
 
 CHECKPOINT_FORMAT = "cgc-checkpoint/1"
@@ -135,8 +136,63 @@ def total_steps(cfg: LoopConfig, num_graphs: int, world_size: int) -> int:
     return sum(s.epochs for s in cfg.stages) * math.ceil(micro / cfg.grad_accum_steps)
 
 
+def _checkpoint_candidates(run_dir: Path) -> list[Path]:
+    """Step and stage checkpoints, newest first (by the global step in their file name order)."""
+    ckpt_dir = run_dir / "checkpoints"
+    files = list(ckpt_dir.glob("step*.pt")) + list(ckpt_dir.glob("stage*.pt"))
+    return sorted(files, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+
+
+def find_resume_checkpoint(run_dir: Path, config_hash: str) -> tuple[Path, dict[str, Any]] | None:
+    """The newest readable checkpoint of this config in ``run_dir``; a corrupted or truncated one is
+    reported in ``recovery.log`` and the previous good one is used."""
+    best: tuple[int, Path, dict[str, Any]] | None = None
+    for path in _checkpoint_candidates(run_dir):
+        try:
+            ckpt = load_checkpoint(path)
+        except Exception as exc:  # truncated file, bad zip, wrong format: name it, fall back
+            _log_recovery(run_dir, f"checkpoint {path.name} is unreadable ({type(exc).__name__}: "
+                                   f"{str(exc)[:200]}); falling back to an older checkpoint")
+            continue
+        if ckpt.get("config_hash") != config_hash or "position" not in ckpt:
+            continue
+        step = int(ckpt["position"]["global_step"])
+        if best is None or step > best[0]:
+            best = (step, path, ckpt)
+    return None if best is None else (best[1], best[2])
+
+
+def _log_recovery(run_dir: Path, message: str) -> None:
+    with open(run_dir / "recovery.log", "a") as fh:
+        fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+    print(f"cgc-run: {message}", flush=True)
+
+
+def _truncate_metrics(path: Path, global_step: int) -> None:
+    """Keep the rows up to ``global_step`` (and drop a half-written last line) before resuming."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row["step"] <= global_step:
+            keep.append(line)
+    path.write_text("".join(f"{line}\n" for line in keep))
+
+
+def _prune_step_checkpoints(ckpt_dir: Path, keep: int) -> None:
+    steps = sorted(ckpt_dir.glob("step*.pt"))
+    for old in steps[:-keep] if keep > 0 else steps:
+        old.unlink(missing_ok=True)
+
+
 def _train_worker(cfg: dict[str, Any]) -> None:
-    """Ray Train ``train_loop_per_worker``: build the model from plugins, run the stages."""
+    """Ray Train ``train_loop_per_worker``: build the model from plugins, resume from the newest
+    good checkpoint of this run if there is one (``--resume`` or a restart after a worker failure),
+    run the stages, checkpoint every N steps and at stage boundaries."""
     import ray
     import ray.train
     import ray.train.torch
@@ -149,22 +205,37 @@ def _train_worker(cfg: dict[str, Any]) -> None:
         torch.set_num_threads(cfg["threads_per_worker"])
     torch.manual_seed(cfg["loop"].seed)  # identical initial weights on every rank
     registry = load_registry(tuple(cfg["extra_plugins"]))
-    schema = cfg["schema"]
-    core = build_model(cfg["components"], schema, registry)
+    core = build_model(cfg["components"], cfg["schema"], registry)
     device = ray.train.torch.get_device()
-    if world > 1:
-        model = ray.train.torch.prepare_model(
-            core, parallel_strategy_kwargs={"find_unused_parameters": True})
-    else:
-        model = core.to(device)
-    torch.manual_seed(cfg["loop"].seed + 7919 * rank)  # task randomness differs per rank
     run_dir = Path(cfg["run_dir"])
+    metrics_path = run_dir / "metrics.jsonl"
+    ckpt_dir = run_dir / "checkpoints"
+    start, optimizer_state = None, None
+    restarted = ray.train.get_checkpoint() is not None
+    found = find_resume_checkpoint(run_dir, cfg["checkpoint_meta"]["config_hash"]) \
+        if cfg["resume"] or restarted else None
+    torch.manual_seed(cfg["loop"].seed + 7919 * rank)  # task randomness differs per rank
+    if found is not None:
+        path, ckpt = found
+        core.load_state_dict(ckpt["model"])
+        start = LoopPosition(**ckpt["position"])
+        optimizer_state = ckpt.get("optimizer")
+        rng = ckpt.get("rng_states") or []
+        if len(rng) == world:
+            torch.set_rng_state(rng[rank])
+        if rank == 0:
+            _log_recovery(run_dir, f"resuming from {path.name} at step {start.global_step} "
+                                   f"({'worker restart' if restarted else 'resume'})")
+            _truncate_metrics(metrics_path, start.global_step)
+    model = (ray.train.torch.prepare_model(core, parallel_strategy_kwargs={"find_unused_parameters": True})
+             if world > 1 else core.to(device))
     (run_dir / "workers").mkdir(exist_ok=True)
     (run_dir / "workers" / f"rank{rank}.json").write_text(json.dumps(
-        {"rank": rank, "world_size": world, "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
-         "hostname": socket.gethostname(), "pid": os.getpid(), "device": str(device)}))
+        {"rank": rank, "world_size": world, "pid": os.getpid(), "device": str(device),
+         "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
+         "hostname": socket.gethostname()}))
     graphs = [graph_from_dict(d) for d in torch.load(cfg["graphs_path"], weights_only=True)]
-    metrics_path = run_dir / "metrics.jsonl"
+    every, keep = cfg["checkpoint_every_steps"], cfg["keep_checkpoints"]
 
     def reduce_logs(logs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Mean of each logged value over the ranks that logged it (a rank whose batch lacks a
@@ -180,26 +251,43 @@ def _train_worker(cfg: dict[str, Any]) -> None:
         values = values.cpu()
         return {k: values[0, i] / values[1, i] for i, k in enumerate(keys)}
 
-    def on_step(row: dict[str, Any]) -> None:
+    def checkpoint(path: Path, position: LoopPosition, stage: StageSpec,
+                   optimizer: torch.optim.Optimizer | None) -> None:
+        rng_states = [torch.get_rng_state()]
+        if world > 1:
+            gathered: list[Any] = [None] * world
+            torch.distributed.all_gather_object(gathered, rng_states[0])
+            rng_states = gathered
+        metrics = {"stage": stage.name, "global_step": position.global_step}
+        if rank != 0:
+            ray.train.report(metrics)
+            return
+        meta = {**cfg["checkpoint_meta"], "stage_index": stage.index, "stage": stage.name,
+                "global_step": position.global_step, "position": asdict(position),
+                "rng_states": rng_states}
+        if optimizer is not None:
+            meta["optimizer"] = optimizer.state_dict()
+        save_checkpoint(path, core, meta)
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copy(path, Path(tmp) / "checkpoint.pt")
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    def on_step(row: dict[str, Any], position: LoopPosition, optimizer: torch.optim.Optimizer) -> None:
         if rank == 0:
             with open(metrics_path, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
+        if every and position.global_step % every == 0:
+            stage = cfg["loop"].stages[position.stage_index]
+            checkpoint(ckpt_dir / f"step{position.global_step:09d}.pt", position, stage, optimizer)
+            if rank == 0:
+                _prune_step_checkpoints(ckpt_dir, keep)
 
-    def on_stage_end(stage: StageSpec, global_step: int) -> None:
-        meta = {**cfg["checkpoint_meta"], "stage_index": stage.index, "stage": stage.name,
-                "global_step": global_step}
-        if rank == 0:
-            path = run_dir / "checkpoints" / f"stage{stage.index + 1}_{stage.name}.pt"
-            save_checkpoint(path, core, meta)
-            with tempfile.TemporaryDirectory() as tmp:
-                shutil.copy(path, Path(tmp) / "checkpoint.pt")
-                ray.train.report({"stage": stage.name, "global_step": global_step},
-                                 checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        else:
-            ray.train.report({"stage": stage.name, "global_step": global_step})
+    def on_stage_end(stage: StageSpec, position: LoopPosition) -> None:
+        checkpoint(ckpt_dir / f"stage{stage.index + 1}_{stage.name}.pt", position, stage, None)
 
     run_stages(model, core, graphs, cfg["loop"], device=device, rank=rank, world_size=world,
-               reduce_logs=reduce_logs, on_step=on_step, on_stage_end=on_stage_end)
+               reduce_logs=reduce_logs, on_step=on_step, on_stage_end=on_stage_end,
+               start=start, optimizer_state=optimizer_state)
 
 
 @contextlib.contextmanager
@@ -230,10 +318,14 @@ def loop_config(plan: Plan) -> LoopConfig:
 
 
 def pretrain(plan: Plan, graphs: list[Any], run_dir: Path, *, progress: bool = True,
-             extra_plugins: tuple[Any, ...] = ()) -> TrainOutcome:
-    """Run the plan's stages on Ray Train workers; returns the checkpoints written."""
+             extra_plugins: tuple[Any, ...] = (), resume: bool = False) -> TrainOutcome:
+    """Run the plan's stages on Ray Train workers; returns the stage checkpoints written.
+
+    ``resume``: continue from the newest good checkpoint in ``run_dir`` (same config hash);
+    otherwise earlier checkpoints and metrics in ``run_dir`` are removed first.
+    """
     import ray
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     tc = plan.config.trainer
@@ -241,7 +333,10 @@ def pretrain(plan: Plan, graphs: list[Any], run_dir: Path, *, progress: bool = T
     data_dir.mkdir(parents=True, exist_ok=True)
     graphs_path = data_dir / "graphs.pt"
     torch.save([graph_to_dict(g) for g in graphs], graphs_path)
-    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    if not resume:
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        for old in (run_dir / "checkpoints").glob("*.pt"):
+            old.unlink()
     components = {"encoder": {"name": plan.encoder.info.name, "params": plan.encoder.params_dict()},
                   "tasks": {k: {"name": s.info.name, "params": s.params_dict()}
                             for k, s in plan.tasks.items()}}
@@ -252,9 +347,12 @@ def pretrain(plan: Plan, graphs: list[Any], run_dir: Path, *, progress: bool = T
         "graphs_path": str(graphs_path),
         "run_dir": str(run_dir),
         "extra_plugins": list(extra_plugins),
+        "resume": resume,
+        "checkpoint_every_steps": tc.checkpoint_every_steps,
+        "keep_checkpoints": tc.keep_checkpoints,
         "threads_per_worker": int(tc.cpus_per_worker) if tc.num_workers > 0 else 0,
         "checkpoint_meta": {**components, "schema": plan.schema.to_dict(),
-                            "config_hash": plan.config.config_hash(), "versions": package_versions(),
+                            "config_hash": plan.config_hash(), "versions": package_versions(),
                             "seed": plan.config.run.seed},
     }
     resources = {"CPU": tc.cpus_per_worker, **({"GPU": 1} if tc.use_gpu else {})}
@@ -270,7 +368,8 @@ def pretrain(plan: Plan, graphs: list[Any], run_dir: Path, *, progress: bool = T
                 _train_worker, train_loop_config=cfg,
                 scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
                                              resources_per_worker=resources),
-                run_config=RunConfig(name="ray_train", storage_path=str(run_dir.resolve())))
+                run_config=RunConfig(name="ray_train", storage_path=str(run_dir.resolve()),
+                                     failure_config=FailureConfig(max_failures=tc.max_failures)))
             steps = total_steps(cfg["loop"], len(graphs), max(1, tc.num_workers))
             with _ProgressTail(run_dir / "metrics.jsonl", steps, progress):
                 try:

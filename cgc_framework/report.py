@@ -70,7 +70,7 @@ def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, g
     cfg = plan.config
     out = [f"# Run `{cfg.run.name}`", "",
            f"- run directory: `{run_dir}`",
-           f"- config hash: `{cfg.config_hash()}`, seed {cfg.run.seed}",
+           f"- config hash: `{plan.config_hash()}`, seed {cfg.run.seed}",
            f"- wall time: {wall_seconds:.1f} s; trainer: {cfg.trainer.num_workers} Ray worker(s)"
            f"{' (in-process)' if cfg.trainer.num_workers == 0 else ''}, "
            f"{'GPU' if cfg.trainer.use_gpu else 'CPU'}",
@@ -109,6 +109,10 @@ def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, g
             "", "Mean loss in the first and last epoch of each stage:", "",
             _md_table(stage_table(metrics)), "",
             "![loss curve](loss_curve.png)", ""]
+    recovery = run_dir / "recovery.log"
+    if recovery.exists():
+        out += ["## Recovery", "", "Checkpoint fallbacks, resumes and worker restarts (`recovery.log`):", "",
+                *[f"- {line}" for line in recovery.read_text().splitlines()], ""]
     if evaluation_markdown:
         out += ["## Evaluation", ""] + evaluation_markdown + [""]
     out += ["## Files", "",

@@ -78,8 +78,19 @@ class LoopConfig:
     seed: int
 
 
-StepCallback = Callable[[dict[str, Any]], None]
-StageCallback = Callable[[StageSpec, int], None]
+@dataclass(frozen=True)
+class LoopPosition:
+    """Where the loop is: the next micro-batch to run is ``micro_batch`` of ``epoch`` of stage
+    ``stage_index``, after ``global_step`` optimizer steps. Checkpoints store it to resume exactly."""
+
+    stage_index: int = 0
+    epoch: int = 0
+    micro_batch: int = 0
+    global_step: int = 0
+
+
+StepCallback = Callable[[dict[str, Any], LoopPosition, torch.optim.Optimizer], None]
+StageCallback = Callable[[StageSpec, LoopPosition], None]
 
 
 def micro_batch_size(cfg: LoopConfig, world_size: int) -> int:
@@ -87,31 +98,52 @@ def micro_batch_size(cfg: LoopConfig, world_size: int) -> int:
     return max(1, cfg.batch_size // (world_size * cfg.grad_accum_steps))
 
 
+def _normalize(pos: LoopPosition, cfg: LoopConfig, micro_batches: int) -> LoopPosition:
+    """Roll a position that sits at the end of an epoch or stage over to the next start."""
+    stage_index, epoch, mb = pos.stage_index, pos.epoch, pos.micro_batch
+    if mb >= micro_batches:
+        epoch, mb = epoch + 1, 0
+    if stage_index < len(cfg.stages) and epoch >= cfg.stages[stage_index].epochs:
+        stage_index, epoch, mb = stage_index + 1, 0, 0
+    return LoopPosition(stage_index, epoch, mb, pos.global_step)
+
+
 def run_stages(model: nn.Module, core: PretrainModel, graphs: Sequence[HeteroData], cfg: LoopConfig, *,
                device: torch.device, rank: int = 0, world_size: int = 1,
                reduce_logs: Callable[[dict[str, Tensor]], dict[str, Tensor]] = lambda d: d,
-               on_step: StepCallback | None = None, on_stage_end: StageCallback | None = None) -> int:
-    """Run every stage in order; returns the global step count.
+               on_step: StepCallback | None = None, on_stage_end: StageCallback | None = None,
+               start: LoopPosition | None = None, optimizer_state: dict[str, Any] | None = None) -> int:
+    """Run the stages from ``start`` (default: the beginning); returns the global step count.
 
     ``model`` is what is called (``core`` itself, or ``core`` wrapped in DDP); ``core`` gives
     parameters per stage. ``on_step`` receives one metrics row per optimizer step (on every rank;
-    values already reduced over ranks by ``reduce_logs``).
+    values already reduced over ranks by ``reduce_logs``), the position after that step and the
+    optimizer. ``optimizer_state`` restores Adam's moments when resuming inside a stage.
     """
     sampler = DistributedSampler(graphs, num_replicas=world_size, rank=rank, shuffle=True,
                                  seed=cfg.seed, drop_last=False)  # pads with repeats: equal steps per rank
-    loader = DataLoader(graphs, batch_size=micro_batch_size(cfg, world_size), sampler=sampler)
-    global_step = 0
-    for stage in cfg.stages:
+    mbs = micro_batch_size(cfg, world_size)
+    micro_batches = math.ceil(len(sampler) / mbs)
+    pos = _normalize(start or LoopPosition(), cfg, micro_batches)
+    global_step = pos.global_step
+    for stage in cfg.stages[pos.stage_index:]:
         optimizer = torch.optim.Adam(core.stage_parameters(stage.weights), lr=cfg.lr,
                                      weight_decay=cfg.weight_decay)
+        resuming_here = stage.index == pos.stage_index
+        if resuming_here and optimizer_state is not None and (pos.epoch or pos.micro_batch):
+            optimizer.load_state_dict(optimizer_state)
         model.train()
-        for epoch in range(stage.epochs):
+        for epoch in range(pos.epoch if resuming_here else 0, stage.epochs):
             sampler.set_epoch(1000 * stage.index + epoch)
+            first = pos.micro_batch if resuming_here and epoch == pos.epoch else 0
+            order = list(sampler)[first * mbs:]  # the epoch's fixed order, minus batches already done
+            # own generator: creating a loader iterator draws a seed, which must not move the global
+            # RNG that tasks use, or a resumed run would mask differently from an uninterrupted one
+            loader = DataLoader(graphs, batch_size=mbs, sampler=order, generator=torch.Generator())
             t0 = time.perf_counter()
             accum: list[dict[str, Tensor]] = []
             n_graphs = 0
-            micro_batches = len(loader)
-            for i, batch in enumerate(loader):
+            for i, batch in enumerate(loader, start=first):
                 batch = batch.to(device)
                 total, logs = model(batch, stage.weights)
                 (total / cfg.grad_accum_steps).backward()
@@ -123,8 +155,8 @@ def run_stages(model: nn.Module, core: PretrainModel, graphs: Sequence[HeteroDat
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                     global_step += 1
-                    means = {k: torch.stack([a[k] for a in accum if k in a]).mean() for k in accum[0]}
-                    means = reduce_logs(means)
+                    keys = sorted(set().union(*accum))
+                    means = reduce_logs({k: torch.stack([a[k] for a in accum if k in a]).mean() for k in keys})
                     row: dict[str, Any] = {"step": global_step, "stage": stage.name,
                                            "stage_index": stage.index, "epoch": epoch,
                                            "graphs": n_graphs * world_size, "lr": cfg.lr,
@@ -136,8 +168,8 @@ def run_stages(model: nn.Module, core: PretrainModel, graphs: Sequence[HeteroDat
                             f"{ {k: row[k] for k in means} }. Lower optimizer.lr or set "
                             f"optimizer.grad_clip_norm.")
                     if on_step is not None:
-                        on_step(row)
+                        on_step(row, LoopPosition(stage.index, epoch, i + 1, global_step), optimizer)
                     accum, n_graphs, t0 = [], 0, time.perf_counter()
         if on_stage_end is not None:
-            on_stage_end(stage, global_step)
+            on_stage_end(stage, LoopPosition(stage.index + 1, 0, 0, global_step))
     return global_step

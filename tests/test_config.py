@@ -125,10 +125,16 @@ def test_overrides_apply_before_validation(registry_yaml):
         load_config(registry_yaml, ["trainer.num_workers"])
 
 
-def test_config_hash_is_stable_and_sensitive(registry_yaml):
-    a = load_config(registry_yaml)
-    assert a.config_hash() == load_config(registry_yaml).config_hash()
-    assert a.config_hash() != load_config(registry_yaml, ["run.seed=1"]).config_hash()
+def test_config_hash_is_stable_sensitive_and_ignores_how_it_runs(registry_yaml, tmp_path):
+    a = plan_run(registry_yaml).config_hash()
+    assert a == plan_run(registry_yaml).config_hash()
+    assert a != plan_run(registry_yaml, overrides=["run.seed=1"]).config_hash()
+    assert a == plan_run(registry_yaml, overrides=["trainer.num_workers=2"]).config_hash()
+    # the resolved config (validated params, absolute paths) is the same run from anywhere
+    resolved = tmp_path / "elsewhere" / "config.resolved.yaml"
+    resolved.parent.mkdir()
+    resolved.write_text(yaml.safe_dump(plan_run(registry_yaml).resolved()))
+    assert plan_run(resolved).config_hash() == a
 
 
 def test_top_level_must_be_a_mapping(tmp_path):
