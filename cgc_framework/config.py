@@ -102,6 +102,7 @@ class OptimizerSection(StrictModel):
 class TrainerSection(StrictModel):
     num_workers: int = Field(1, ge=0, description="Ray Train workers; 0 = in-process (no Ray cluster)")
     use_gpu: bool = False
+    bf16: bool = Field(True, description="bfloat16 autocast on GPU workers (no effect on CPU)")
     cpus_per_worker: float = Field(1.0, gt=0)
     ray_address: str | None = None
     progress: bool = True

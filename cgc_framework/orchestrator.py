@@ -234,7 +234,8 @@ def _train_worker(cfg: dict[str, Any]) -> None:
         {"rank": rank, "world_size": world, "pid": os.getpid(), "device": str(device),
          "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
          "hostname": socket.gethostname()}))
-    graphs = [graph_from_dict(d) for d in torch.load(cfg["graphs_path"], weights_only=True)]
+    # mmap: a worker pages in only the graphs its sampler shard touches, never the whole set
+    graphs = [graph_from_dict(d) for d in torch.load(cfg["graphs_path"], weights_only=True, mmap=True)]
     every, keep = cfg["checkpoint_every_steps"], cfg["keep_checkpoints"]
 
     def reduce_logs(logs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -314,7 +315,7 @@ def loop_config(plan: Plan) -> LoopConfig:
     stages = tuple(StageSpec(i, s.name, s.epochs, dict(s.weights)) for i, s in enumerate(c.stages))
     o = c.optimizer
     return LoopConfig(stages, o.lr, o.weight_decay, o.batch_size, o.grad_accum_steps, o.grad_clip_norm,
-                      c.run.seed)
+                      c.run.seed, bf16=c.trainer.bf16)
 
 
 def pretrain(plan: Plan, graphs: list[Any], run_dir: Path, *, progress: bool = True,

@@ -76,6 +76,8 @@ class LoopConfig:
     grad_accum_steps: int
     grad_clip_norm: float | None
     seed: int
+    bf16: bool = True
+    """bfloat16 autocast of forward passes on CUDA devices (ignored on CPU)."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,9 @@ def run_stages(model: nn.Module, core: PretrainModel, graphs: Sequence[HeteroDat
             n_graphs = 0
             for i, batch in enumerate(loader, start=first):
                 batch = batch.to(device)
-                total, logs = model(batch, stage.weights)
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                                    enabled=cfg.bf16 and device.type == "cuda"):
+                    total, logs = model(batch, stage.weights)
                 (total / cfg.grad_accum_steps).backward()
                 accum.append(logs)
                 n_graphs += batch.num_graphs
