@@ -64,12 +64,15 @@ def bench_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cgc-bench", description=bench_main.__doc__)
     parser.add_argument("sweep", help="sweep YAML, e.g. benchmarks/sweeps/stage_ablation.yaml")
     parser.add_argument("--quick", action="store_true", help="the sweep's bounded-time version")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a sweep-file value, e.g. "
+                             "--set evaluations.fewshot.params.data_dir=/data/moleculenet")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     from .sweep import run_sweep
 
     try:
-        out = run_sweep(args.sweep, quick=args.quick, progress=not args.quiet)
+        out = run_sweep(args.sweep, quick=args.quick, progress=not args.quiet, overrides=args.overrides)
     except CGCError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

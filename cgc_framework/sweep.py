@@ -68,9 +68,10 @@ class SweepConfig(BaseModel):
     quick: QuickSection = Field(default_factory=QuickSection)
 
 
-def load_sweep(path: str | Path, *, quick: bool = False) -> tuple[SweepConfig, Path]:
+def load_sweep(path: str | Path, *, quick: bool = False,
+               overrides: list[str] | None = None) -> tuple[SweepConfig, Path]:
     path = Path(path)
-    raw = read_yaml(path)
+    raw = apply_overrides(read_yaml(path), overrides or [])
     try:
         sweep = SweepConfig.model_validate(raw)
     except ValidationError as exc:
@@ -168,12 +169,14 @@ def run_trial(trial: dict[str, Any], trial_dir: str, base_dir: str) -> dict[str,
     return status
 
 
-def run_sweep(path: str | Path, *, quick: bool = False, progress: bool = True) -> Path:
-    """Run (or resume) a sweep; returns its output directory."""
+def run_sweep(path: str | Path, *, quick: bool = False, progress: bool = True,
+              overrides: list[str] | None = None) -> Path:
+    """Run (or resume) a sweep; returns its output directory. ``overrides`` (``key=value``)
+    change the sweep file, e.g. ``evaluations.fewshot.params.data_dir=/data/moleculenet``."""
     import ray
     from tqdm.auto import tqdm
 
-    sweep, base_dir = load_sweep(path, quick=quick)
+    sweep, base_dir = load_sweep(path, quick=quick, overrides=overrides)
     trials = plan_trials(sweep)
     out = (base_dir / sweep.output_dir if not sweep.output_dir.is_absolute() else sweep.output_dir)
     out = out / (sweep.name + ("-quick" if quick else ""))
