@@ -353,6 +353,9 @@ def pretrain(plan: Plan, graphs: list[Any], run_dir: Path, *, progress: bool = T
         "keep_checkpoints": tc.keep_checkpoints,
         "threads_per_worker": int(tc.cpus_per_worker) if tc.num_workers > 0 else 0,
         "checkpoint_meta": {**components, "schema": plan.schema.to_dict(),
+                            "builders": {m: {"name": mp.builder_spec.info.name,
+                                             "params": mp.builder_spec.params_dict()}
+                                         for m, mp in plan.modalities.items()},
                             "config_hash": plan.config_hash(), "versions": package_versions(),
                             "seed": plan.config.run.seed},
     }
