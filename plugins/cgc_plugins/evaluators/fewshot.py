@@ -24,15 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
-from torch_geometric.loader import DataLoader
-
 from cgc_framework.config import ExistingPath
 from cgc_framework.contracts import EvaluationContext, EvaluationResult, Evaluator
-from cgc_framework.graph import GraphSchema, readout
+from cgc_framework.graph import GraphSchema
 from cgc_framework.metrics import SingleClassError, classification_metrics, mean_ci
 from cgc_framework.orchestrator import build_model
-from cgc_framework.records import RecordError
-
+from .molecule_graphs import embed, smiles_to_graphs
 from .molnet import CLASSIFICATION_SETS, MolnetSet, load_molnet
 
 Method = Literal["pretrained", "untrained", "ecfp_lr", "ecfp_rf"]
@@ -51,26 +48,6 @@ class FewShotParams(BaseModel):
     def model_post_init(self, _: object) -> None:
         if any(k < 1 for k in self.k):
             raise ValueError(f"k must be >= 1 (k = 0 is the zero-shot evaluator), got {self.k}")
-
-
-def embed_smiles(ctx: EvaluationContext, encoder: torch.nn.Module, smiles: list[str],
-                 batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Molecule embeddings ``[M, 2 * hidden_dim]`` (mean atom + compound node) for the SMILES the
-    run's molecule builder accepts, and the boolean mask ``[N]`` of those it accepted."""
-    builder = next(m.builder for m in ctx.plan.modalities.values() if m.modality.record_field == "smiles")
-    schema: GraphSchema = ctx.plan.schema
-    graphs, ok = [], np.zeros(len(smiles), dtype=bool)
-    for i, s in enumerate(smiles):
-        try:
-            graphs.append(schema.conform(builder.build(s)))
-            ok[i] = True
-        except RecordError:
-            continue
-    out = []
-    for batch in DataLoader(graphs, batch_size=batch_size):
-        z = encoder(batch.to(ctx.device))
-        out.append(torch.cat([readout(z["atom"], batch, "atom"), readout(z["compound"], batch, "compound")], 1))
-    return torch.cat(out).cpu().numpy(), ok
 
 
 def inchikey14(smiles: str) -> str | None:
@@ -126,10 +103,10 @@ class FewShotEvaluator(Evaluator):
             ckpt = torch.load(ctx.checkpoint, map_location="cpu", weights_only=True)
             fresh = build_model(ckpt, GraphSchema.from_dict(ckpt["schema"]), ctx.plan.registry).eval()
             encoders["untrained"] = fresh.encoder.to(ctx.device)
+        graphs = (smiles_to_graphs(ctx, list(ds.train.smiles)), smiles_to_graphs(ctx, list(ds.test.smiles)))
         for name, enc in encoders.items():
-            tr, tr_ok = embed_smiles(ctx, enc, list(ds.train.smiles))
-            te, te_ok = embed_smiles(ctx, enc, list(ds.test.smiles))
-            feats[name] = (tr, tr_ok, te, te_ok)
+            (tr_g, tr_ok), (te_g, te_ok) = graphs
+            feats[name] = (embed(enc, tr_g, ctx.device), tr_ok, embed(enc, te_g, ctx.device), te_ok)
         return feats
 
     def evaluate(self, ctx: EvaluationContext) -> EvaluationResult:

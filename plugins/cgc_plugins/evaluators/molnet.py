@@ -33,6 +33,7 @@ class MolnetSet:
     name: str
     tasks: list[str]
     train: Split
+    valid: Split
     test: Split
 
 
@@ -44,7 +45,7 @@ def _loader(name: str):
 
 
 def load_molnet(name: str, data_dir: Path | None, save_dir: Path, seed: int = 0) -> MolnetSet:
-    """Load ``name`` with DeepChem's scaffold splitter (train/valid/test 80/10/10; valid unused)."""
+    """Load ``name`` with DeepChem's scaffold splitter (train/valid/test 80/10/10)."""
     if name not in CLASSIFICATION_SETS:
         raise ValueError(f"unknown MoleculeNet set {name!r}; choose from {', '.join(CLASSIFICATION_SETS)}")
     from rdkit import RDLogger
@@ -55,8 +56,8 @@ def load_molnet(name: str, data_dir: Path | None, save_dir: Path, seed: int = 0)
     if data_dir is not None:
         kwargs["data_dir"] = str(data_dir)
     with contextlib.redirect_stdout(io.StringIO()):
-        tasks, (train, _valid, test), _ = _loader(name)(**kwargs)
-    return MolnetSet(name, list(tasks), _split(train), _split(test))
+        tasks, (train, valid, test), _ = _loader(name)(**kwargs)
+    return MolnetSet(name, list(tasks), _split(train), _split(valid), _split(test))
 
 
 def _split(ds) -> Split:
