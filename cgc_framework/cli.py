@@ -41,7 +41,7 @@ def plugins_main(argv: list[str] | None = None) -> int:
 
 def plugin_main(argv: list[str] | None = None) -> int:
     """``cgc-plugin new NAME --kind modality``: write a ready-to-install plugin distribution."""
-    from .scaffold import SUPPORTED_KINDS, new_plugin
+    from .plugin_template import SUPPORTED_KINDS, new_plugin
 
     parser = argparse.ArgumentParser(prog="cgc-plugin", description=plugin_main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

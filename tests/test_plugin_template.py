@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cgc_framework.scaffold import new_plugin
+from cgc_framework.plugin_template import new_plugin
 
 BIN = Path(sys.executable).parent
 
