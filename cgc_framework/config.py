@@ -58,6 +58,9 @@ class RunSection(StrictModel):
 class DataSection(StrictModel):
     dataset: ComponentRef
     max_records: int | None = Field(None, gt=0, description="use only the first N records")
+    cache_dir: Path | None = Field(None, description="featurization cache folder (else env CGC_FEATURE_CACHE; "
+                                                     "neither: no cache); relative to the working directory")
+    featurize_workers: int = Field(0, ge=0, description="processes that build graphs in parallel; 0 = in-process")
 
 
 class ModalityRef(StrictModel):

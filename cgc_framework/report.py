@@ -81,6 +81,16 @@ def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, g
            "", "## Data", ""]
     for k, v in dataset_info.items():
         out.append(f"- {k}: {v}")
+    for name, mp in plan.modalities.items():
+        describe = getattr(mp.builder, "describe", None)
+        if callable(describe):
+            out.append(f"- graph builder `{mp.builder_spec.info.name}` ({name}): "
+                       + ", ".join(f"{k}: {v}" for k, v in describe().items()))
+    for key, (spec, source) in plan.edge_sources.items():
+        describe = getattr(source, "describe", None)
+        if callable(describe):
+            out.append(f"- edge source `{spec.info.name}` ({key}): "
+                       + ", ".join(f"{k}: {v}" for k, v in describe().items()))
     out += [f"- records read: {records_read}; experiment graphs built: {graphs_built}; "
             f"records skipped: {len(skips)}", ""]
     if len(skips):

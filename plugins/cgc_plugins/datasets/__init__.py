@@ -2,6 +2,8 @@
 
 from cgc_framework import hookimpl
 
+from .experiment import CellPaintingExperiments, ExperimentParams
+from .image_fields import ImageFieldsDataset, ImageFieldsParams
 from .lincs import LincsPlateDataset, LincsPlateParams
 
 
@@ -10,3 +12,10 @@ def register_datasets(register):
     register("lincs_cellpainting", LincsPlateDataset, params=LincsPlateParams,
              description="LINCS Cell Painting plate(s): treated wells + compound SMILES "
                          "(default: the embedded A549 plate SQ00015054)")
+    register("cellpainting_experiments", CellPaintingExperiments, params=ExperimentParams,
+             description="Cell Painting treated wells as experiment records: compound, dose, targets and "
+                         "the well's profile with its plate's DMSO control state (per-plate robust z); "
+                         "LINCS / cell-injury / BBBC021 / CPJUMP1 column presets; on-disk cache")
+    register("cellpainting_image_fields", ImageFieldsDataset, params=ImageFieldsParams,
+             description="image fields of view (channel images + optional masks/outlines) as records "
+                         "for the cell_image builder")

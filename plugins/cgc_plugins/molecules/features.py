@@ -1,11 +1,14 @@
 """Atom and bond vocabularies for molecule graphs (OGB/PyG-style, each with an "other" bucket).
 
 A categorical value outside its vocabulary maps to the last index, ``len(vocab)``: so a feature
-with vocabulary ``V`` has ``num_classes = len(V) + 1``.
+with vocabulary ``V`` has ``num_classes = len(V) + 1``. :func:`lookup_tables` turns each
+vocabulary into a NumPy table indexed by RDKit's raw integer value, so a whole molecule's column
+is encoded with one gather (see :mod:`.rdkit_builder`).
 """
 
 from __future__ import annotations
 
+import numpy as np
 from rdkit import Chem
 
 from cgc_framework.graph import EdgeTypeSpec, FeatureSpec, GraphSchema, NodeTypeSpec
@@ -58,13 +61,42 @@ def index_tables(vocab: dict[str, list]) -> dict[str, dict]:
     return {name: {v: i for i, v in enumerate(values)} for name, values in vocab.items()}
 
 
-def molecule_schema() -> GraphSchema:
+def lookup_tables(vocab: dict[str, list]) -> tuple[np.ndarray, np.ndarray]:
+    """``(offsets [F], table [F, R])`` for vectorized encoding of ``F`` features.
+
+    For feature ``f`` and RDKit raw integer value ``v`` (enum values are ints), the index is
+    ``table[f, v + offsets[f]]`` when ``0 <= v + offsets[f] < R``, else ``len(vocab[f])`` (other).
+    """
+    raws = [[int(v) for v in values] for values in vocab.values()]
+    offsets = np.array([-min(min(r), 0) for r in raws], dtype=np.int64)
+    width = max(max(r) + o for r, o in zip(raws, offsets)) + 2
+    table = np.empty((len(raws), width), dtype=np.int64)
+    for f, r in enumerate(raws):
+        table[f] = len(r)                           # "other" bucket
+        for i, v in enumerate(r):
+            table[f, v + offsets[f]] = i
+    return offsets, table
+
+
+def encode(raw: np.ndarray, offsets: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Map raw values ``[N, F]`` (int64) to vocabulary indices ``[N, F]`` with :func:`lookup_tables`."""
+    # Values below the table clip to -1 and above it to width - 1: both are the "other" column.
+    cols = np.clip(raw + offsets, -1, table.shape[1] - 1)
+    return table[np.arange(table.shape[0]), cols]
+
+
+def molecule_schema(with_distance: bool = False) -> GraphSchema:
+    """Schema of the molecule builders; ``with_distance`` adds the 3D bond length (angstrom)."""
     atom = NodeTypeSpec(
         tuple(FeatureSpec.categorical(n, len(v) + 1, ATOM_DESCRIPTIONS[n]) for n, v in ATOM_VOCAB.items())
         + (FeatureSpec.continuous("mass", unit="100 Da", description="atomic mass / 100"),),
         name="atom", description="heavy atoms of the compound (RDKit)")
+    distance = ((FeatureSpec.continuous("distance", unit="angstrom",
+                                        description="bond length in the ETKDG conformer"),)
+                if with_distance else ())
     bond = EdgeTypeSpec(
-        tuple(FeatureSpec.categorical(n, len(v) + 1, BOND_DESCRIPTIONS[n]) for n, v in BOND_VOCAB.items()),
+        tuple(FeatureSpec.categorical(n, len(v) + 1, BOND_DESCRIPTIONS[n]) for n, v in BOND_VOCAB.items())
+        + distance,
         src="atom", rel="bond", dst="atom", description="covalent bonds, both directions")
     compound = NodeTypeSpec((), name="compound",
                             description="one node per molecule; no input features of its own")

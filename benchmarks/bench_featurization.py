@@ -1,0 +1,348 @@
+"""Featurization benchmark: molecules/s and protein structures/s, side by side in one run.
+
+Measures, on this machine, in one process and on all cores (``multiprocessing`` fork pool):
+
+* molecules/s on MoleculeNet HIV (41k SMILES) for ``rdkit_molecule`` (this project),
+  ``torch_geometric.utils.from_smiles`` and DeepChem's ``MolGraphConvFeaturizer``;
+* the featurization cache: rate of building + storing, and of reloading stored graphs;
+* protein structures/s and milliseconds per 300 residues on ``shared/data/proteins`` (parsing
+  included), with the geometry fallback and with DSSP;
+* a profile (where the time of one molecule / one structure goes).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_featurization.py --data ../shared/data \
+        [--limit N] [--out benchmarks/results/featurization.json]
+
+Parallel rates count featurized items only: graphs are built in the workers and not sent back
+(returning them costs IPC time, which differs per consumer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+warnings.filterwarnings("ignore")
+REPO = Path(__file__).resolve().parents[1]
+
+_TARGETS = {
+    "vs_from_smiles": ">= 2x torch_geometric.utils.from_smiles",
+    "vs_deepchem": ">= 20x deepchem MolGraphConvFeaturizer",
+    "cache_reload": ">= 50x faster than featurizing",
+    "protein_300_residues_ms": "<= 30 ms per 300-residue structure, parsing included",
+}
+
+
+# -- molecule featurizers (module level so forked workers find them) -------------------------
+
+def _ours():
+    from cgc_plugins.molecules.rdkit_builder import RDKitMoleculeBuilder
+    b = RDKitMoleculeBuilder()
+    return b.build
+
+
+def _pyg():
+    from torch_geometric.utils import from_smiles
+    return from_smiles
+
+
+def _deepchem():
+    import logging
+    logging.disable(logging.WARNING)
+    import deepchem as dc
+    f = dc.feat.MolGraphConvFeaturizer(use_edges=True)
+    return lambda s: f.featurize([s])
+
+
+FEATURIZERS = {"rdkit_molecule": _ours, "pyg_from_smiles": _pyg, "deepchem_MolGraphConv": _deepchem}
+_WORKER_FN = {}
+
+
+def _quiet_rdkit():
+    from rdkit import RDLogger
+    RDLogger.DisableLog("rdApp.*")
+
+
+def _run_all(fn, smiles) -> int:
+    ok = 0
+    for s in smiles:
+        try:
+            fn(s)
+            ok += 1
+        except Exception:  # noqa: BLE001 - invalid SMILES: every featurizer skips/raises
+            pass
+    return ok
+
+
+def _worker_init(name):
+    torch.set_num_threads(1)
+    _quiet_rdkit()
+    _WORKER_FN["fn"] = FEATURIZERS[name]()
+
+
+def _worker_chunk(chunk):
+    return _run_all(_WORKER_FN["fn"], chunk)
+
+
+def bench_molecules(smiles: list[str], cores: int, deepchem_limit: int, rounds: int = 4) -> dict:
+    """Rates of every featurizer, interleaved: the SMILES are cut into ``rounds`` blocks and each
+    block is run by every featurizer in turn, so a change in machine load hits all of them alike."""
+    fns = {name: make() for name, make in FEATURIZERS.items()}
+    for fn in fns.values():
+        _run_all(fn, smiles[:200])                        # warm-up (imports, caches)
+    subsets = {name: smiles[:deepchem_limit] if name.startswith("deepchem") else smiles for name in fns}
+    one = {name: 0.0 for name in fns}
+    par = {name: 0.0 for name in fns}
+    ok = {name: 0 for name in fns}
+    for r in range(rounds):
+        for name, fn in fns.items():
+            sub = subsets[name]
+            block = sub[r * len(sub) // rounds:(r + 1) * len(sub) // rounds]
+            t = time.perf_counter()
+            ok[name] += _run_all(fn, block)
+            one[name] += time.perf_counter() - t
+            chunks = [block[i:i + 256] for i in range(0, len(block), 256)]
+            t = time.perf_counter()
+            with mp.get_context("fork").Pool(cores, initializer=_worker_init, initargs=(name,)) as pool:
+                sum(pool.imap_unordered(_worker_chunk, chunks))
+            par[name] += time.perf_counter() - t
+    out = {}
+    for name in fns:
+        n = len(subsets[name])
+        out[name] = {"molecules": n, "featurized": ok[name], "one_process_s": round(one[name], 2),
+                     "one_process_mol_per_s": round(n / one[name], 1),
+                     "all_cores_s": round(par[name], 2), "all_cores_mol_per_s": round(n / par[name], 1)}
+        print(f"  {name:24s} 1 proc {n / one[name]:8.0f} mol/s   {cores} procs {n / par[name]:8.0f} mol/s",
+              flush=True)
+    return out
+
+
+def bench_cache(smiles: list[str]) -> dict:
+    from cgc_framework.cache import GraphCache, cache_key
+    from cgc_plugins.molecules.rdkit_builder import RDKitMoleculeBuilder
+
+    b = RDKitMoleculeBuilder()
+    root = Path(tempfile.mkdtemp(prefix="cgc_cache_bench_"))
+    try:
+        cache = GraphCache(root)
+        t = time.perf_counter()
+        keys = []
+        for s in smiles:
+            try:
+                g = b.build(s)
+            except Exception:  # noqa: BLE001
+                continue
+            k = cache_key("rdkit_molecule", b, s)
+            cache.put("rdkit_molecule", k, g)
+            keys.append(k)
+        store = time.perf_counter() - t
+        t = time.perf_counter()
+        feat_only = sum(1 for s in smiles if _try(b.build, s))
+        featurize = time.perf_counter() - t
+        t = time.perf_counter()
+        for k in keys:
+            cache.get("rdkit_molecule", k)
+        reload_ = time.perf_counter() - t
+        from cgc_framework.cache import load_packed, save_packed
+        graphs = [b.schema().conform(cache.get("rdkit_molecule", k)) for k in keys]
+        save_packed(root / "shard.pt", graphs)
+        t = time.perf_counter()
+        back = load_packed(root / "shard.pt")
+        packed = time.perf_counter() - t
+        assert len(back) == len(keys)
+        t = time.perf_counter()
+        torch.load(root / "shard.pt", weights_only=True)
+        packed_raw = time.perf_counter() - t
+        t = time.perf_counter()
+        for s in smiles:                                  # what build_graphs pays on a hit
+            cache_key("rdkit_molecule", b, s)
+        keying = time.perf_counter() - t
+        size = sum(p.stat().st_size for p in root.rglob("*.pt"))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    res = {"molecules": len(smiles), "cached": len(keys),
+           "featurize_mol_per_s": round(feat_only / featurize, 1),
+           "featurize_and_store_mol_per_s": round(len(keys) / store, 1),
+           "reload_mol_per_s": round(len(keys) / reload_, 1),
+           "key_mol_per_s": round(len(smiles) / keying, 1),
+           "reload_speedup_vs_featurize": round((len(keys) / reload_) / (feat_only / featurize), 2),
+           "packed_reload_mol_per_s": round(len(keys) / packed, 1),
+           "packed_reload_speedup_vs_featurize": round((len(keys) / packed) / (feat_only / featurize), 2),
+           "packed_load_only_mol_per_s": round(len(keys) / packed_raw, 1),
+           "packed_load_only_speedup_vs_featurize": round((len(keys) / packed_raw) / (feat_only / featurize), 2),
+           "bytes_per_graph": int(size / max(len(keys), 1))}
+    print(f"  cache: featurize {res['featurize_mol_per_s']:.0f}/s, reload {res['reload_mol_per_s']:.0f}/s "
+          f"({res['reload_speedup_vs_featurize']}x); packed shard {res['packed_reload_mol_per_s']:.0f}/s "
+          f"({res['packed_reload_speedup_vs_featurize']}x), load only {res['packed_load_only_speedup_vs_featurize']}x",
+          flush=True)
+    return res
+
+
+def _try(fn, s) -> bool:
+    try:
+        fn(s)
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def bench_proteins(folder: Path, repeats: int = 3) -> dict:
+    from cgc_plugins.proteins.builder import BiopythonProteinBuilder, BiopythonProteinParams
+    from cgc_plugins.proteins.secondary_structure import dssp_available
+    from cgc_plugins.proteins.structure_io import read_residues
+
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".pdb", ".cif"))
+    out = {"files": len(files), "modes": {}}
+    modes = ["geometry"] + (["dssp"] if dssp_available() else [])
+    for mode in reversed(modes):
+        b = BiopythonProteinBuilder(BiopythonProteinParams(secondary_structure=mode))
+        rows = []
+        for p in files:
+            reps = repeats if mode == "geometry" else 1
+            best = float("inf")
+            for _ in range(reps):
+                t = time.perf_counter()
+                g = b.build(p)
+                best = min(best, time.perf_counter() - t)
+            rows.append({"file": p.name, "residues": int(g["residue"].num_nodes), "seconds": best})
+        df = pd.DataFrame(rows)
+        ms_per_res = 1000 * df.seconds / df.residues
+        slope, intercept = np.polyfit(df.residues, 1000 * df.seconds, 1)
+        out["modes"][mode] = {
+            "structures_per_s": round(len(df) / df.seconds.sum(), 2),
+            "residues_per_s": round(df.residues.sum() / df.seconds.sum(), 0),
+            "ms_per_300_residues_median": round(float(np.median(ms_per_res) * 300), 1),
+            "ms_at_300_residues_linear_fit": round(float(intercept + 300 * slope), 1),
+            "per_file": df.assign(ms=lambda d: (1000 * d.seconds).round(1)).drop(columns="seconds")
+                          .to_dict(orient="records")}
+        print(f"  proteins [{mode}]: {out['modes'][mode]['structures_per_s']} structures/s, "
+              f"{out['modes'][mode]['ms_per_300_residues_median']} ms / 300 residues", flush=True)
+    # cached reload of protein graphs (per-entry files)
+    from cgc_framework.cache import GraphCache, cache_key
+    root = Path(tempfile.mkdtemp(prefix="cgc_pcache_bench_"))
+    try:
+        cache, keys = GraphCache(root), []
+        for p in files:
+            k = cache_key("biopython_protein", b, p)
+            cache.put("biopython_protein", k, b.build(p))
+            keys.append(k)
+        t = time.perf_counter()
+        for k in keys:
+            cache.get("biopython_protein", k)
+        reload_ = time.perf_counter() - t
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    dssp_rate = out["modes"].get("dssp", {}).get("structures_per_s")
+    out["cache_reload"] = {"structures_per_s": round(len(files) / reload_, 1),
+                           "speedup_vs_geometry": round(len(files) / reload_ / out["modes"]["geometry"]["structures_per_s"], 1),
+                           "speedup_vs_dssp": round(len(files) / reload_ / dssp_rate, 1) if dssp_rate else None}
+    print(f"  proteins cache reload: {out['cache_reload']}", flush=True)
+    # profile: Biopython parsing vs the rest, on the file closest to 300 residues
+    b = BiopythonProteinBuilder(BiopythonProteinParams(secondary_structure="geometry"))
+    sizes = {r["file"]: r["residues"] for r in out["modes"]["geometry"]["per_file"]}
+    near300 = min(sizes, key=lambda f: abs(sizes[f] - 300))
+    t = time.perf_counter(); [read_residues(folder / near300) for _ in range(repeats)]
+    read = (time.perf_counter() - t) / repeats
+    t = time.perf_counter(); [b.build(folder / near300) for _ in range(repeats)]
+    total = (time.perf_counter() - t) / repeats
+    from Bio.PDB import MMCIFParser, PDBParser
+    parser = MMCIFParser(QUIET=True) if near300.endswith(".cif") else PDBParser(QUIET=True)
+    t = time.perf_counter(); [parser.get_structure("x", str(folder / near300)) for _ in range(repeats)]
+    parse = (time.perf_counter() - t) / repeats
+    out["profile"] = {"file": near300, "residues": sizes[near300], "biopython_parse_ms": round(1000 * parse, 1),
+                      "read_residues_ms": round(1000 * read, 1), "build_total_ms": round(1000 * total, 1)}
+    return out
+
+
+def profile_molecule(smiles: list[str]) -> dict:
+    from cgc_plugins.molecules.rdkit_builder import mol_to_graph, parse_smiles
+
+    mols, good = [], []
+    for s in smiles:
+        try:
+            mols.append(parse_smiles(s)); good.append(s)
+        except Exception:  # noqa: BLE001
+            pass
+    t = time.perf_counter(); [parse_smiles(s) for s in good]; parse = time.perf_counter() - t
+    t = time.perf_counter(); [mol_to_graph(m) for m in mols]; graph = time.perf_counter() - t
+    from torch_geometric.data import HeteroData
+    x = torch.zeros(3, 1)
+    t = time.perf_counter()
+    for _ in mols:
+        HeteroData({"atom": {"x": x, "x_cat": x}, "compound": {"x": x, "x_cat": x},
+                    ("atom", "bond", "atom"): {"edge_index": x, "edge_attr": x, "edge_attr_cat": x},
+                    ("atom", "in", "compound"): {"edge_index": x}, ("compound", "has", "atom"): {"edge_index": x}})
+    hetero = time.perf_counter() - t
+    n = len(mols)
+    return {"molecules": n, "rdkit_parse_sanitize_us": round(1e6 * parse / n, 1),
+            "features_and_tensors_us": round(1e6 * (graph - hetero) / n, 1),
+            "heterodata_construction_us": round(1e6 * hetero / n, 1)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--limit", type=int, default=None, help="first N SMILES only (default: all 41k)")
+    ap.add_argument("--cache-molecules", type=int, default=10000)
+    ap.add_argument("--deepchem-molecules", type=int, default=4000,
+                    help="DeepChem is ~20x slower: time it on the first N SMILES")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "featurization.json")
+    args = ap.parse_args(argv)
+    _quiet_rdkit()
+    smiles = pd.read_csv(args.data / "moleculenet" / "HIV.csv")["smiles"].astype(str).tolist()
+    if args.limit:
+        smiles = smiles[: args.limit]
+    cores = os.cpu_count() or 1
+    t0 = time.time()
+    print(f"molecules: {len(smiles)} SMILES of MoleculeNet HIV, {cores} cores", flush=True)
+    molecules = bench_molecules(smiles, cores, args.deepchem_molecules)
+    print("cache", flush=True)
+    cache = bench_cache(smiles[: args.cache_molecules])
+    print("proteins", flush=True)
+    proteins = bench_proteins(args.data / "proteins")
+    profile = profile_molecule(smiles[:3000])
+    ours, pyg, dc = (molecules[k] for k in FEATURIZERS)
+    geo = proteins["modes"]["geometry"]
+    result = {
+        "machine": {"cpus": cores, "python": platform.python_version(), "platform": platform.platform(),
+                    "torch": torch.__version__,
+                    "load_average_at_start": os.getloadavg()[0]},
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
+        "targets": _TARGETS,
+        "molecules": molecules,
+        "ratios": {
+            "vs_from_smiles_one_process": round(ours["one_process_mol_per_s"] / pyg["one_process_mol_per_s"], 2),
+            "vs_from_smiles_all_cores": round(ours["all_cores_mol_per_s"] / pyg["all_cores_mol_per_s"], 2),
+            "vs_deepchem_one_process": round(ours["one_process_mol_per_s"] / dc["one_process_mol_per_s"], 2),
+            "vs_deepchem_all_cores": round(ours["all_cores_mol_per_s"] / dc["all_cores_mol_per_s"], 2),
+            "cache_reload_vs_featurize": cache["reload_speedup_vs_featurize"],
+            "protein_ms_per_300_residues_geometry": geo["ms_per_300_residues_median"],
+        },
+        "cache": cache,
+        "proteins": proteins,
+        "molecule_profile": profile,
+        "wall_s": round(time.time() - t0, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["ratios"], indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Drug-target edges: compound -> its annotated target proteins, from curated tables.
+
+Sources (any subset): the Drug Repurposing Hub compound-target edge list
+(``repurposing_compound_target_edges.tsv``: ``broad_cpd_id``, ``inchikey``, ``target_gene_symbol``) and
+JUMP-Target compound metadata (``broad_sample``, ``InChIKey``, ``target``). A record's compound is
+matched by InChIKey (first 14 characters, the connectivity layer) or by its 13-character Broad id
+(``BRD-K12345678``, the prefix of a Broad sample id). Genes resolve to structures through
+``proteins/index.csv`` (``gene_symbol`` -> ``uniprot``, ``file``).
+
+Per record, one ``protein`` node per target gene (no input features, ``x`` ``[P, 0]``) and edges
+``(compound, targets, protein)`` / ``(protein, targeted_by, compound)`` with
+
+* ``edge_attr`` float32 ``[P, 1]`` ``confidence`` = fraction of the configured sources that list the
+  pair (1.0 = every table agrees);
+* ``edge_attr_cat`` int64 ``[P, 1]`` ``has_structure`` (0/1: the gene has a structure in the index).
+
+A compound without any annotated target gets no protein node and stays usable (counted, see
+:meth:`DrugTargetEdges.describe`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch_geometric.data import HeteroData
+
+from cgc_framework.config import ExistingPath
+from cgc_framework.contracts import EdgeSource
+from cgc_framework.graph import EdgeTypeSpec, FeatureSpec, GraphSchema, NodeTypeSpec
+from cgc_framework.records import Record
+
+EMBEDDED = Path(__file__).resolve().parents[1] / "datasets" / "data" / "targets"
+
+PROTEIN_NODE = NodeTypeSpec((), name="protein", description="target protein (structure)")
+"""The ``protein`` node type as declared here; a protein builder must declare it identically."""
+
+
+class DrugTargetParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    repurposing_edges: ExistingPath | None = Field(
+        None, description="Repurposing Hub compound-target edge list (TSV); default: embedded subset")
+    jump_target: ExistingPath | None = Field(
+        None, description="JUMP-Target compound metadata TSV (broad_sample, InChIKey, target); default: embedded")
+    proteins_index: ExistingPath | None = Field(
+        None, description="proteins/index.csv (gene_symbol, uniprot, file); default: embedded")
+    use_embedded: bool = Field(True, description="fill unset tables with the embedded copies")
+    only_with_structure: bool = Field(False, description="keep only targets with a structure in the index")
+    max_targets: int | None = Field(None, gt=0, description="keep at most this many targets per compound "
+                                                            "(highest confidence, then gene name)")
+
+
+def _gene(s: str) -> str:
+    return str(s).split()[0].strip().upper()
+
+
+class DrugTargetEdges(EdgeSource):
+    def __init__(self, params: DrugTargetParams | None = None):
+        p = self.p = params or DrugTargetParams()
+        emb = p.use_embedded
+        self.paths = {
+            "repurposing_hub": p.repurposing_edges or (EMBEDDED / "repurposing_compound_target_edges.tsv" if emb else None),
+            "jump_target": p.jump_target or (EMBEDDED / "JUMP-Target-1_compound_metadata_single_target.tsv" if emb else None),
+        }
+        self.paths = {k: Path(v) for k, v in self.paths.items() if v is not None}
+        idx = p.proteins_index or (EMBEDDED / "proteins_index.csv" if emb else None)
+        self.by_key14: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        self.by_brd: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        if "repurposing_hub" in self.paths:
+            df = pd.read_csv(self.paths["repurposing_hub"], sep="\t", dtype=str)
+            self._index(df["inchikey"], df["broad_cpd_id"], df["target_gene_symbol"], "repurposing_hub")
+        if "jump_target" in self.paths:
+            df = pd.read_csv(self.paths["jump_target"], sep="\t", dtype=str)
+            self._index(df["InChIKey"], df["broad_sample"], df["target"], "jump_target")
+        self.structures: dict[str, tuple[str, str]] = {}
+        if idx is not None:
+            ix = pd.read_csv(idx, dtype=str)
+            for g, u, f in zip(ix["gene_symbol"], ix["uniprot"], ix["file"]):
+                self.structures.setdefault(_gene(g), (u, f))
+        self.n_sources = max(len(self.paths), 1)
+        self.stats = {"records": 0, "with_targets": 0, "edges": 0, "targets_with_structure": 0}
+
+    def _index(self, keys, brds, genes, source: str) -> None:
+        for k, b, gs in zip(keys, brds, genes):
+            if not isinstance(gs, str):
+                continue
+            for g in gs.split("|"):
+                g = _gene(g)
+                if isinstance(k, str) and len(k) >= 14:
+                    self.by_key14[k[:14]][g].add(source)
+                if isinstance(b, str) and b.startswith("BRD-"):
+                    self.by_brd[b[:13]][g].add(source)
+
+    def targets(self, inchikey: str | None, compound_id: str | None) -> dict[str, float]:
+        """``{gene: confidence}`` of one compound (empty when unannotated)."""
+        found: dict[str, set[str]] = defaultdict(set)
+        if isinstance(inchikey, str) and len(inchikey) >= 14:
+            for g, s in self.by_key14.get(inchikey[:14], {}).items():
+                found[g] |= s
+        if isinstance(compound_id, str) and compound_id.startswith("BRD-"):
+            for g, s in self.by_brd.get(compound_id[:13], {}).items():
+                found[g] |= s
+        out = {g: len(s) / self.n_sources for g, s in found.items()}
+        if self.p.only_with_structure:
+            out = {g: c for g, c in out.items() if g in self.structures}
+        if self.p.max_targets is not None:
+            out = dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0]))[: self.p.max_targets])
+        return out
+
+    def schema(self) -> GraphSchema:
+        conf = FeatureSpec.continuous("confidence", 1, "", "fraction of the drug-target tables listing the pair")
+        struct = FeatureSpec.categorical("has_structure", 2, "0: no structure in the proteins index, 1: has one")
+        return GraphSchema.of([PROTEIN_NODE], [
+            EdgeTypeSpec((conf, struct), src="compound", rel="targets", dst="protein",
+                         description="drug-target annotation (Repurposing Hub / JUMP-Target)"),
+            EdgeTypeSpec((conf, struct), src="protein", rel="targeted_by", dst="compound",
+                         description="reverse of (compound, targets, protein)")])
+
+    def add_edges(self, record: Record, data: HeteroData) -> None:
+        f = record.fields
+        tg = self.targets(f.get("inchikey"), f.get("compound_id"))
+        genes = sorted(tg)
+        self.stats["records"] += 1
+        self.stats["with_targets"] += bool(genes)
+        self.stats["edges"] += len(genes)
+        p = len(genes)
+        data["protein"].x = torch.zeros(p, 0)
+        data["protein"].x_cat = torch.zeros(p, 0, dtype=torch.long)
+        data["protein"].num_nodes = p
+        prot = torch.arange(p)
+        comp = torch.zeros(p, dtype=torch.long)
+        conf = torch.tensor([[tg[g]] for g in genes], dtype=torch.float32).reshape(p, 1)
+        has = torch.tensor([[int(g in self.structures)] for g in genes], dtype=torch.long).reshape(p, 1)
+        self.stats["targets_with_structure"] += int(has.sum())
+        for key, ei in ((("compound", "targets", "protein"), torch.stack([comp, prot])),
+                        (("protein", "targeted_by", "compound"), torch.stack([prot, comp]))):
+            data[key].edge_index = ei
+            data[key].edge_attr = conf.clone()
+            data[key].edge_attr_cat = has.clone()
+
+    def describe(self) -> dict[str, object]:
+        """Counts since construction (records seen, with >= 1 target, edges, targets with structure)."""
+        return {"sources": {k: v.name for k, v in self.paths.items()}, **self.stats}

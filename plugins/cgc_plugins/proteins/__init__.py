@@ -1,0 +1,25 @@
+"""Protein modality plugin: the ``protein`` modality (record field ``structure_path``) and the
+``biopython_protein`` builder (PDB / mmCIF / AlphaFold DB files -> residue graph)."""
+
+from cgc_framework import hookimpl
+from cgc_framework.contracts import Modality
+
+from .builder import BiopythonProteinBuilder, BiopythonProteinParams
+
+
+def _protein_modality(params: None) -> Modality:
+    return Modality(record_field="structure_path",
+                    description="protein structures given as PDB / mmCIF / AlphaFold DB file paths")
+
+
+@hookimpl
+def register_modalities(register):
+    register("protein", _protein_modality,
+             description="protein structures given as PDB / mmCIF / AlphaFold DB file paths")
+
+
+@hookimpl
+def register_graph_builders(register):
+    register("biopython_protein", BiopythonProteinBuilder, params=BiopythonProteinParams,
+             description="structure file -> residue graph (Biopython; DSSP or geometry SS, "
+                         "pLDDT, conservation sidecar, KD-tree contacts)")

@@ -1,0 +1,201 @@
+"""Structure file -> residue graph (Biopython + a SciPy KD-tree)."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.spatial import cKDTree
+from torch_geometric.data import HeteroData
+
+from cgc_framework.config import ExistingPath
+from cgc_framework.contracts import GraphBuilder
+from cgc_framework.graph import GraphSchema
+from cgc_framework.records import RecordError
+
+from .residue_features import PHYSCHEM_TABLE, SS_UNKNOWN, protein_schema
+from .secondary_structure import dssp_available, dssp_states, geometry_states
+from .structure_io import ResidueTable, read_residues
+
+log = logging.getLogger(__name__)
+
+
+class BiopythonProteinParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    chains: list[str] | None = Field(None, description="chain ids to keep; null = every protein chain")
+    model_index: int = Field(0, ge=0, description="model of an NMR/multi-model file")
+    contact: Literal["ca", "closest_atom"] = Field(
+        "ca", description="'near' edges: CA-CA distance, or closest heavy-atom distance, under the cutoff")
+    cutoff: float = Field(8.0, gt=0, le=30, description="'near' edge cutoff in angstrom")
+    chain_break: float = Field(4.2, gt=0, description="consecutive CAs farther apart (angstrom) are a "
+                                                      "break: no 'next' edge (missing residues)")
+    secondary_structure: Literal["auto", "dssp", "geometry"] = Field(
+        "auto", description="auto: DSSP when mkdssp is installed, else the backbone-geometry fallback")
+    dssp_executable: str = "mkdssp"
+    conservation_dir: ExistingPath | None = Field(
+        None, description="folder of per-structure sidecar CSVs '<file stem>.csv' with columns "
+                          "chain,residue_number[,insertion_code],conservation")
+    plddt: Literal["auto", "bfactor", "none"] = Field(
+        "auto", description="auto: CA B-factor as pLDDT for AlphaFold models only; bfactor: always")
+
+
+class BiopythonProteinBuilder(GraphBuilder):
+    """Protein graph: one ``residue`` node per amino-acid residue, one ``protein`` node.
+
+    Output (``N`` residues): ``residue.x`` float32 ``[N, 8]`` (hydropathy, charge, volume/100,
+    polarity/10, conservation, conservation_mask, pLDDT, pLDDT_mask), ``residue.x_cat`` int64
+    ``[N, 2]`` (amino acid, 3-state secondary structure); ``near``/``next`` edges with the
+    distance in angstrom ``[E, 1]``; ``protein.ss_method`` int64 ``[1]`` (0 = DSSP, 1 = geometry).
+    """
+
+    modality = "protein"
+    version = "1"
+
+    def __init__(self, params: BiopythonProteinParams | None = None):
+        self.params = params or BiopythonProteinParams()
+        mode = self.params.secondary_structure
+        if mode == "auto":
+            mode = "dssp" if dssp_available(self.params.dssp_executable) else "geometry"
+        elif mode == "dssp" and not dssp_available(self.params.dssp_executable):
+            raise ValueError(f"secondary_structure: dssp, but '{self.params.dssp_executable}' is not "
+                             f"installed (Debian/Ubuntu: apt-get install dssp); use 'auto' or 'geometry'")
+        self.ss_method: str = mode
+        log.info("biopython_protein: secondary structure from %s", "DSSP (mkdssp)" if mode == "dssp"
+                 else "the backbone-geometry fallback (P-SEA-like; mkdssp not used)")
+
+    def schema(self) -> GraphSchema:
+        return protein_schema()
+
+    def params_key(self) -> dict:
+        return {**self.params.model_dump(mode="json"), "ss_method": self.ss_method}
+
+    def describe(self) -> dict:
+        """What a run summary should say about this builder."""
+        return {"secondary_structure": "dssp" if self.ss_method == "dssp" else "backbone-geometry fallback"}
+
+    def sidecar(self, value: str | Path) -> Path | None:
+        """The conservation sidecar CSV of structure ``value``, if one exists."""
+        if self.params.conservation_dir is None:
+            return None
+        name = Path(value).name
+        for suffix in (".gz", ".cif", ".mmcif", ".pdb", ".ent"):
+            name = name[: -len(suffix)] if name.lower().endswith(suffix) else name
+        candidate = self.params.conservation_dir / f"{name}.csv"
+        return candidate if candidate.is_file() else None
+
+    def cache_inputs(self, value: str | Path) -> list[Path]:
+        """Files whose bytes determine the output (the featurization cache hashes them)."""
+        side = self.sidecar(value)
+        return [Path(value)] + ([side] if side is not None else [])
+
+    def build(self, value: str | Path) -> HeteroData:
+        table = read_residues(value, self.params.chains, self.params.model_index)
+        return table_to_graph(table, self._ss(table), self._conservation(table, value),
+                              self._plddt(table), self.params, 0 if self.ss_method == "dssp" else 1)
+
+    def _ss(self, table: ResidueTable) -> np.ndarray:
+        if self.ss_method == "dssp":
+            try:
+                return dssp_states(table, self.params.dssp_executable)
+            except Exception as exc:  # mkdssp rejects some files: fall back, but say so
+                raise RecordError(f"{table.path}: mkdssp failed ({type(exc).__name__}: {exc}); "
+                                  f"set secondary_structure: geometry to use the fallback") from None
+        return geometry_states(table, self.params.chain_break)
+
+    def _plddt(self, table: ResidueTable) -> np.ndarray | None:
+        use = self.params.plddt == "bfactor" or (self.params.plddt == "auto" and table.alphafold)
+        return table.ca_bfactor if use else None
+
+    def _conservation(self, table: ResidueTable, value: str | Path) -> np.ndarray | None:
+        """Conservation per residue with NaN where the sidecar has no row; None without sidecar."""
+        path = self.sidecar(value)
+        if path is None:
+            return None
+        scores: dict[tuple[str, int, str], float] = {}
+        with open(path, newline="") as fh:
+            for line_no, row in enumerate(csv.DictReader(fh), start=2):
+                try:
+                    key = (row["chain"].strip(), int(row["residue_number"]),
+                           (row.get("insertion_code") or " ").strip() or " ")
+                    scores[key] = float(row["conservation"])
+                except (KeyError, ValueError, TypeError) as exc:
+                    raise RecordError(f"{path}:{line_no}: bad conservation row ({exc}); expected columns "
+                                      f"chain,residue_number[,insertion_code],conservation") from None
+        return np.array([scores.get((c, int(r), i.strip() or " "), np.nan)
+                         for c, r, i in zip(table.chain, table.resseq, table.icode)], dtype=np.float32)
+
+
+def table_to_graph(table: ResidueTable, ss: np.ndarray, conservation: np.ndarray | None,
+                   plddt: np.ndarray | None, params: BiopythonProteinParams, ss_method: int) -> HeteroData:
+    """Tensors of one structure in the order of :func:`.residue_features.protein_schema`."""
+    n = len(table)
+    x = np.zeros((n, 8), dtype=np.float32)
+    x[:, :4] = PHYSCHEM_TABLE[table.aa]
+    if conservation is not None:
+        known = np.isfinite(conservation)
+        x[known, 4] = conservation[known]
+        x[:, 5] = known
+    if plddt is not None:
+        x[:, 6] = plddt
+        x[:, 7] = 1.0
+    x_cat = np.stack([table.aa, np.where(ss < 0, SS_UNKNOWN, ss)], axis=1)
+    near_index, near_dist = _near_edges(table, params)
+    next_index, next_dist = _next_edges(table, params.chain_break)
+    res = torch.arange(n)
+    zeros = torch.zeros(n, dtype=torch.long)
+    return HeteroData({
+        "residue": {"x": torch.from_numpy(x), "x_cat": torch.from_numpy(x_cat), "num_nodes": n},
+        "protein": {"x": torch.zeros(1, 0), "x_cat": torch.zeros(1, 0, dtype=torch.long), "num_nodes": 1,
+                    "ss_method": torch.tensor([ss_method])},
+        ("residue", "near", "residue"): _edge_store(near_index, near_dist),
+        ("residue", "next", "residue"): _edge_store(next_index, next_dist),
+        ("residue", "in", "protein"): {"edge_index": torch.stack([res, zeros])},
+        ("protein", "has", "residue"): {"edge_index": torch.stack([zeros, res])},
+    })
+
+
+def _edge_store(index: np.ndarray, dist: np.ndarray) -> dict:
+    return {"edge_index": torch.from_numpy(index), "edge_attr": torch.from_numpy(dist.reshape(-1, 1)),
+            "edge_attr_cat": torch.zeros(index.shape[1], 0, dtype=torch.long)}
+
+
+def _both_directions(i: np.ndarray, j: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    index = np.stack([np.concatenate([i, j]), np.concatenate([j, i])]).astype(np.int64)
+    return index, np.concatenate([d, d]).astype(np.float32)
+
+
+def _near_edges(table: ResidueTable, params: BiopythonProteinParams) -> tuple[np.ndarray, np.ndarray]:
+    """Residue pairs within ``params.cutoff`` angstrom (``[2, E]``, ``[E]``), each pair both ways."""
+    if params.contact == "ca":
+        pairs = cKDTree(table.ca).query_pairs(params.cutoff, output_type="ndarray")
+        i, j = pairs[:, 0], pairs[:, 1]
+        d = np.linalg.norm(table.ca[i] - table.ca[j], axis=1)
+        return _both_directions(i, j, d)
+    tree = cKDTree(table.atom_xyz)
+    sparse = tree.sparse_distance_matrix(tree, params.cutoff, output_type="ndarray")
+    ri, rj = table.atom_residue[sparse["i"]], table.atom_residue[sparse["j"]]
+    keep = ri < rj
+    ri, rj, dist = ri[keep], rj[keep], sparse["v"][keep]
+    n = len(table)
+    key = ri * n + rj
+    order = np.lexsort((dist, key))                 # per residue pair, the closest atom pair first
+    key, dist = key[order], dist[order]
+    first = np.concatenate([[True], key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=bool)
+    return _both_directions(key[first] // n, key[first] % n, dist[first])
+
+
+def _next_edges(table: ResidueTable, chain_break: float) -> tuple[np.ndarray, np.ndarray]:
+    """Consecutive residues of one chain whose CAs are within ``chain_break`` angstrom."""
+    if len(table) < 2:
+        return np.zeros((2, 0), dtype=np.int64), np.zeros(0, dtype=np.float32)
+    d = np.linalg.norm(np.diff(table.ca, axis=0), axis=1)
+    chain = np.array(table.chain)
+    ok = (chain[1:] == chain[:-1]) & (d <= chain_break)
+    i = np.nonzero(ok)[0]
+    return _both_directions(i, i + 1, d[ok])

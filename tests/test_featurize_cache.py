@@ -1,0 +1,167 @@
+"""Featurization cache (hits, invalidation by version and params, reload without RDKit) and
+process-parallel building (same graphs, same skip report as in-process)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cgc_framework import hookimpl
+from cgc_framework.api import plan_run
+from cgc_framework.cache import GraphCache, cache_key
+from cgc_framework.config import validate_config
+from cgc_framework.contracts import Dataset
+from cgc_framework.featurize import build_graphs
+from cgc_framework.graph import graph_to_dict
+from cgc_framework.records import Record
+from cgc_plugins.molecules.rdkit_builder import RDKitMoleculeBuilder, RDKitMoleculeParams
+
+SMILES = ["CCO", "c1cccc1", "CC(=O)Oc1ccccc1C(=O)O", "", "C(C)(C)(C)(C)C", "CC(=O)[O-].[Na+]",
+          "Cn1c(=O)c2c(ncn2C)n(C)c1=O", "N[C@@H](C)C(=O)O", "C1CC", "c1ccncc1"]
+BAD = {"1": "Can't kekulize mol", "3": "no 'smiles' value", "4": "Explicit valence", "8": "unclosed ring"}
+
+
+class _SmilesList(Dataset):
+    def records(self, skips):
+        for i, s in enumerate(SMILES):
+            yield Record(str(i), {"smiles": s or None, "dose_um": 1.0})
+
+
+class SmilesListPlugin:
+    @hookimpl
+    def register_datasets(self, register):
+        register("smiles_list", lambda params: _SmilesList())
+
+
+def _config(tmp_path: Path, **data) -> object:
+    return validate_config({
+        "run": {"name": "t", "output_dir": str(tmp_path / "runs")},
+        "data": {"dataset": {"name": "smiles_list"}, **data},
+        "graph": {"modalities": {"molecule": {"builder": "rdkit_molecule"}}},
+        "model": {"encoder": {"name": "hgt", "params": {"hidden_dim": 8, "num_layers": 1, "heads": 1}}},
+        "tasks": {"mask": {"name": "masked_recovery"}},
+        "stages": [{"name": "mask", "epochs": 1, "weights": {"mask": 1.0}}],
+        "trainer": {"num_workers": 0},
+    })
+
+
+def _plan(tmp_path, **data):
+    return plan_run(_config(tmp_path, **data), extra_plugins=(SmilesListPlugin(),))
+
+
+def _same(a, b) -> bool:
+    da, db = graph_to_dict(a), graph_to_dict(b)
+    return da.keys() == db.keys() and all(
+        da[k].keys() == db[k].keys() and all(torch.equal(da[k][t], db[k][t]) for t in da[k]) for k in da)
+
+
+def test_bad_records_are_reported_and_good_ones_kept(tmp_path):
+    built = build_graphs(_plan(tmp_path), progress=False)
+    assert built.records_read == 10 and built.record_ids == ["0", "2", "5", "6", "7", "9"]
+    reasons = {e.record_id: e.reason for e in built.skips.entries}
+    assert reasons.keys() == BAD.keys()
+    for rid, text in BAD.items():
+        assert text in reasons[rid]
+    assert built.graphs[1]["atom"].num_nodes == 13 and built.graphs[2]["atom"].num_nodes == 4
+
+
+def test_cache_hits_give_identical_graphs_and_cached_rejections(tmp_path, monkeypatch):
+    monkeypatch.delenv("CGC_FEATURE_CACHE", raising=False)
+    plain = build_graphs(_plan(tmp_path), progress=False)
+    plan = _plan(tmp_path, cache_dir=str(tmp_path / "cache"))
+    first = build_graphs(plan, progress=False)
+    files = sorted((tmp_path / "cache" / "rdkit_molecule").rglob("*.*"))
+    assert sum(f.suffix == ".pt" for f in files) == 6 and sum(f.suffix == ".err" for f in files) == 3
+    calls = []
+    original = plan.modalities["molecule"].builder.build
+    plan.modalities["molecule"].builder.build = lambda v: calls.append(v) or original(v)
+    again = build_graphs(plan, progress=False)
+    assert calls == []                                       # every record came from the cache
+    assert again.record_ids == plain.record_ids == first.record_ids
+    assert [e.reason for e in again.skips.entries] == [e.reason for e in plain.skips.entries]
+    assert all(_same(a, b) for a, b in zip(again.graphs, plain.graphs))
+
+
+def test_cache_key_changes_with_version_params_and_content():
+    b = RDKitMoleculeBuilder()
+    k = cache_key("rdkit_molecule", b, "CCO")
+    assert k == cache_key("rdkit_molecule", RDKitMoleculeBuilder(), "CCO") and len(k) == 64
+    assert k != cache_key("rdkit_molecule", b, "CCN")
+    assert k != cache_key("rdkit_molecule", RDKitMoleculeBuilder(RDKitMoleculeParams(fragments="keep")), "CCO")
+
+    class Bumped(RDKitMoleculeBuilder):
+        version = "99"
+
+    assert k != cache_key("rdkit_molecule", Bumped(), "CCO")
+
+
+def test_cache_invalidates_on_version_bump_and_param_change(tmp_path, monkeypatch):
+    monkeypatch.delenv("CGC_FEATURE_CACHE", raising=False)
+    build_graphs(_plan(tmp_path, cache_dir=str(tmp_path / "c")), progress=False)
+    cache_root = tmp_path / "c" / "rdkit_molecule"
+    n0 = len(list(cache_root.rglob("*.pt")))
+    monkeypatch.setattr(RDKitMoleculeBuilder, "version", "999")
+    plan = _plan(tmp_path, cache_dir=str(tmp_path / "c"))
+    calls = []
+    original = plan.modalities["molecule"].builder.build
+    plan.modalities["molecule"].builder.build = lambda v: calls.append(v) or original(v)
+    build_graphs(plan, progress=False)
+    assert len(calls) == 9                                   # every non-missing SMILES rebuilt
+    assert len(list(cache_root.rglob("*.pt"))) == 2 * n0
+    monkeypatch.undo()
+    monkeypatch.delenv("CGC_FEATURE_CACHE", raising=False)
+    cfg = _config(tmp_path, cache_dir=str(tmp_path / "c"))
+    cfg.graph.modalities["molecule"].params = {"fragments": "keep"}
+    plan = plan_run(cfg, extra_plugins=(SmilesListPlugin(),))
+    built = build_graphs(plan, progress=False)
+    assert built.graphs[2]["atom"].num_nodes == 5            # Na+ kept: not a stale "largest" entry
+    assert len(list(cache_root.rglob("*.pt"))) == 3 * n0
+
+
+def test_env_var_names_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CGC_FEATURE_CACHE", str(tmp_path / "env_cache"))
+    build_graphs(_plan(tmp_path), progress=False)
+    assert len(list((tmp_path / "env_cache").rglob("*.pt"))) == 6
+
+
+def test_reload_needs_neither_rdkit_nor_biopython(tmp_path):
+    cache = GraphCache(tmp_path)
+    b = RDKitMoleculeBuilder()
+    key = cache_key("rdkit_molecule", b, "CC(=O)Oc1ccccc1C(=O)O")
+    cache.put("rdkit_molecule", key, b.build("CC(=O)Oc1ccccc1C(=O)O"))
+    script = (
+        "import sys; sys.modules['rdkit'] = None; sys.modules['Bio'] = None\n"
+        "from cgc_framework.cache import GraphCache\n"
+        f"g = GraphCache({str(tmp_path)!r}).get('rdkit_molecule', {key!r})\n"
+        "print(g['atom'].x_cat.shape[0], g['atom', 'bond', 'atom'].edge_index.shape[1])\n"
+        "assert 'rdkit' not in sys.modules or sys.modules['rdkit'] is None\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["13", "26"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="parallel building forks (Linux)")
+def test_parallel_building_matches_in_process(tmp_path, monkeypatch):
+    monkeypatch.delenv("CGC_FEATURE_CACHE", raising=False)
+    serial = build_graphs(_plan(tmp_path), progress=False)
+    parallel = build_graphs(_plan(tmp_path, featurize_workers=2), progress=False)
+    assert parallel.record_ids == serial.record_ids and parallel.records_read == serial.records_read
+    assert parallel.skips.entries == serial.skips.entries
+    assert all(_same(a, b) for a, b in zip(parallel.graphs, serial.graphs))
+    limited = build_graphs(_plan(tmp_path, featurize_workers=2, max_records=3), progress=False)
+    assert limited.records_read == 3 and limited.record_ids == ["0", "2"]
+
+
+def test_packed_shard_roundtrip(tmp_path):
+    from cgc_framework.cache import load_packed, save_packed
+
+    b = RDKitMoleculeBuilder()
+    graphs = [b.schema().conform(b.build(s)) for s in ("CCO", "CC(=O)Oc1ccccc1C(=O)O", "[Na+]", "c1ccncc1")]
+    save_packed(tmp_path / "shard.pt", graphs)
+    back = load_packed(tmp_path / "shard.pt")
+    assert len(back) == 4 and all(_same(a, b) for a, b in zip(graphs, back))
+    assert back[2]["atom", "bond", "atom"].edge_index.shape == (2, 0)

@@ -1,0 +1,128 @@
+"""The RDKit molecule builder: feature values of known molecules checked by hand, salts, 3D,
+invalid SMILES with RDKit's reason."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cgc_framework.records import RecordError
+from cgc_plugins.molecules.features import ATOM_VOCAB, BOND_VOCAB
+from cgc_plugins.molecules.rdkit_builder import RDKitMoleculeBuilder, RDKitMoleculeParams
+
+ATOM_COL = {name: i for i, name in enumerate(ATOM_VOCAB)}
+BOND_COL = {name: i for i, name in enumerate(BOND_VOCAB)}
+# vocabulary indices (see features.py): hybridization S, SP, SP2, SP3 -> 0..3; charge -5..5 -> 0..10
+SP, SP2, SP3 = 1, 2, 3
+SINGLE, DOUBLE, AROMATIC = 0, 1, 3
+
+
+def atoms(smiles: str, **params) -> torch.Tensor:
+    return RDKitMoleculeBuilder(RDKitMoleculeParams(**params)).build(smiles)["atom"].x_cat
+
+
+def col(x_cat: torch.Tensor, name: str) -> list[int]:
+    return x_cat[:, ATOM_COL[name]].tolist()
+
+
+def test_aspirin_atoms_and_bonds():
+    g = RDKitMoleculeBuilder().build("CC(=O)Oc1ccccc1C(=O)O")  # C9H8O4, 13 heavy atoms
+    x = g["atom"].x_cat
+    assert x.shape == (13, 9) and g["atom"].x.shape == (13, 1)
+    assert col(x, "atomic_num") == [5, 5, 7, 7] + [5] * 7 + [7, 7]          # Z - 1: C=5, O=7
+    assert col(x, "is_aromatic") == [0, 0, 0, 0] + [1] * 6 + [0, 0, 0]
+    assert col(x, "hybridization") == [SP3, SP2, SP2, SP2] + [SP2] * 6 + [SP2, SP2, SP2]
+    assert col(x, "num_hs") == [3, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 1]
+    assert col(x, "degree") == [1, 3, 1, 2, 3, 2, 2, 2, 2, 3, 3, 1, 1]
+    assert sum(col(x, "is_in_ring")) == 6
+    assert g["atom"].x[0, 0].item() == pytest.approx(12.011 / 100, abs=1e-4)   # mass in 100 Da
+    assert g["atom"].x[2, 0].item() == pytest.approx(15.999 / 100, abs=1e-4)
+    e = g["atom", "bond", "atom"]
+    assert e.edge_index.shape == (2, 26)                          # 13 bonds, both directions
+    assert e.edge_index[:, 0].tolist() == [0, 1] and e.edge_index[:, 1].tolist() == [1, 0]
+    bt = e.edge_attr_cat[0::2, BOND_COL["bond_type"]].tolist()
+    assert bt.count(AROMATIC) == 6 and bt.count(DOUBLE) == 2 and bt.count(SINGLE) == 5
+    assert e.edge_attr_cat[0::2].tolist() == e.edge_attr_cat[1::2].tolist()   # reverse = same features
+    assert g["compound"].num_nodes == 1
+    assert g["atom", "in", "compound"].edge_index[0].tolist() == list(range(13))
+
+
+def test_caffeine_aromatic_heterocycle():
+    x = atoms("Cn1c(=O)c2c(ncn2C)n(C)c1=O")  # C8H10N4O2, 14 heavy atoms
+    z = col(x, "atomic_num")
+    assert z.count(5) == 8 and z.count(6) == 4 and z.count(7) == 2
+    aromatic_n = [a for a, zz in zip(col(x, "is_aromatic"), z) if zz == 6]
+    assert aromatic_n == [1, 1, 1, 1]                             # all four ring nitrogens aromatic
+    methyls = [i for i in range(14) if z[i] == 5 and col(x, "num_hs")[i] == 3]
+    assert len(methyls) == 3 and all(col(x, "hybridization")[i] == SP3 for i in methyls)
+    assert sum(col(x, "is_in_ring")) == 9                          # fused 6+5 rings share 2 atoms
+
+
+def test_pyridine_and_nitrile():
+    x = atoms("c1ccncc1")
+    assert col(x, "atomic_num")[3] == 6 and col(x, "num_hs")[3] == 0 and all(col(x, "is_aromatic"))
+    x = atoms("CC#N")
+    assert col(x, "hybridization") == [SP3, SP, SP]
+
+
+def test_stereocentre_and_double_bond_stereo():
+    l_ala, d_ala = atoms("N[C@@H](C)C(=O)O"), atoms("N[C@H](C)C(=O)O")
+    # SMILES '@@' is RDKit's CHI_TETRAHEDRAL_CW (index 1), '@' is CCW (index 2)
+    assert col(l_ala, "chirality")[1] == 1 and col(d_ala, "chirality")[1] == 2
+    assert col(l_ala, "chirality")[0] == 0                         # N: unspecified
+    g = RDKitMoleculeBuilder().build("F/C=C/F")                    # trans-1,2-difluoroethene
+    stereo = g["atom", "bond", "atom"].edge_attr_cat[:, BOND_COL["stereo"]].tolist()
+    assert stereo[2] == 3 and stereo[0] == 0                       # double bond E (index 3), others none
+
+
+def test_charged_species_and_other_bucket():
+    x = atoms("C[N+](C)(C)C")                                      # tetramethylammonium
+    assert col(x, "formal_charge")[1] == 6 and col(x, "degree")[1] == 4      # +1 -> index 6
+    x = atoms("CC(=O)[O-]")
+    assert col(x, "formal_charge")[3] == 4 and col(x, "num_hs")[3] == 0      # -1 -> index 4
+    x = atoms("*C")                                                 # dummy atom Z=0: "other"
+    assert col(x, "atomic_num")[0] == len(ATOM_VOCAB["atomic_num"])
+
+
+def test_salts_largest_fragment_or_keep():
+    assert atoms("CC(=O)[O-].[Na+]").shape[0] == 4
+    x = atoms("CC(=O)[O-].[Na+]", fragments="keep")
+    assert x.shape[0] == 5 and col(x, "atomic_num")[4] == 10 and col(x, "formal_charge")[4] == 6
+
+
+def test_conformer_3d_bond_lengths_in_angstrom():
+    b = RDKitMoleculeBuilder(RDKitMoleculeParams(conformer_3d=True))
+    spec = b.schema().edge_types[("atom", "bond", "atom")]
+    assert spec.continuous_dim == 1 and spec.features[-1].unit == "angstrom"
+    e = b.build("CC#N")["atom", "bond", "atom"]
+    assert e.edge_attr.shape == (4, 1)
+    assert e.edge_attr[0, 0].item() == pytest.approx(1.46, abs=0.06)   # C-C single
+    assert e.edge_attr[2, 0].item() == pytest.approx(1.16, abs=0.04)   # C#N triple
+    assert RDKitMoleculeBuilder().build("CC#N")["atom", "bond", "atom"].edge_attr.shape == (4, 0)
+    assert RDKitMoleculeBuilder().schema() != b.schema()
+
+
+@pytest.mark.parametrize("smiles, reason", [
+    ("c1cccc1", "Can't kekulize mol"),
+    ("C(C)(C)(C)(C)C", "Explicit valence for atom # 0 C, 5, is greater than permitted"),
+    ("C1CC", "unclosed ring"),
+    ("", "empty SMILES"),
+    ("   ", "empty SMILES"),
+])
+def test_invalid_smiles_give_rdkit_reason(smiles, reason):
+    with pytest.raises(RecordError, match="(invalid|empty) SMILES") as e:
+        RDKitMoleculeBuilder().build(smiles)
+    assert reason in str(e.value)
+    assert "[" not in str(e.value).split("SMILES")[1][:3]          # timestamps are stripped
+
+
+def test_output_conforms_to_schema():
+    b = RDKitMoleculeBuilder()
+    g = b.build("O=C(O)c1ccccc1Cl")
+    b.schema().conform(g)
+    b.schema().validate(g)
+
+
+def test_params_are_strict():
+    with pytest.raises(Exception, match="extra"):
+        RDKitMoleculeParams(conformer=True)
