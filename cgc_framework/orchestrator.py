@@ -29,7 +29,8 @@ from typing import Any, Iterator
 
 for _key, _value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
                      "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
-                     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}.items():
+                     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+                     "RAY_worker_niceness": "0"}.items():  # Ray's default nice 15 slows training
     os.environ.setdefault(_key, _value)
 
 import torch  # noqa: E402

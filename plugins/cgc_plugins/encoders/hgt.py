@@ -19,6 +19,9 @@ class HGTParams(BaseModel):
     num_layers: int = Field(2, gt=0)
     heads: int = Field(4, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
+    edge_features: bool = Field(
+        True, description="add the mean embedding of incoming edges' features to each node's input "
+                          "embedding (see cgc_framework.embedding); HGTConv itself takes no edge features")
 
 
 class HGTEncoder(Encoder):
@@ -29,7 +32,8 @@ class HGTEncoder(Encoder):
         schema: the run's graph schema (node/edge types and feature dimensions).
 
     ``forward(data)`` returns ``{node_type: Tensor[N_t, hidden_dim]}``. Node types without
-    incoming edges keep their (residual) input embedding at every layer.
+    incoming edges keep their (residual) input embedding at every layer. HGTConv has no edge-feature
+    input; with ``edge_features`` the edge features enter through the input embedding.
     """
 
     def __init__(self, params: HGTParams | None, schema: GraphSchema):
@@ -38,7 +42,7 @@ class HGTEncoder(Encoder):
         if p.hidden_dim % p.heads:
             raise ValueError(f"hidden_dim ({p.hidden_dim}) must be divisible by heads ({p.heads})")
         self.hidden_dim = p.hidden_dim
-        self.embed = SchemaInputEmbedding(schema, p.hidden_dim)
+        self.embed = SchemaInputEmbedding(schema, p.hidden_dim, edge_features=p.edge_features)
         metadata = schema.metadata()
         self.convs = nn.ModuleList(HGTConv(p.hidden_dim, p.hidden_dim, metadata, heads=p.heads)
                                    for _ in range(p.num_layers))

@@ -1,0 +1,149 @@
+"""Cross-modal contrast (proposal §2.2.2): symmetric InfoNCE between a compound and its profile.
+
+The view this loss encodes (the *leak-free view*):
+
+- every co-occurrence edge type (both directions; by default every edge type with exactly one end
+  in a cell node type) is emptied, so no message path joins a compound to the profile it produced;
+- the cell node types carry their **treated** features ``y`` in place of ``x`` (the profile).
+
+Then ``z_m`` = mean readout of the molecule node types, ``z_c`` = mean readout of the cell node types,
+each through its own projection head, L2-normalised. With ``s_ij = cos(z_m_i, z_c_j) / tau``::
+
+    L = 1/2 [ CE(s, diag) over rows (molecule -> profiles) + CE(s^T, diag) over rows (profile -> molecules) ]
+
+Positives are the diagonal (graph ``i``'s compound and graph ``i``'s profile). Other graphs of the
+same compound (another dose, a replicate well) are not negatives: their entries are removed from
+both softmax denominators (*deduplication of same-compound positives*). Compound identity is the
+graph attribute named by ``compound_key`` when given, else a permutation-invariant hash of the
+molecule subgraph's atom and bond features.
+
+``tau`` is fixed (``temperature``) or learned (``learn_temperature``: ``log(1/tau)`` is a
+parameter initialised at ``1/temperature``, clamped to ``1/tau <= 100`` as in CLIP).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+from torch_geometric.data import HeteroData
+from torch_geometric.utils import scatter
+
+from cgc_framework.contracts import Encoder, PretrainingTask, TaskOutput
+from cgc_framework.graph import GraphSchema
+
+from .roles import RoleParams, drop_edge_types, mean_readout, require_treated, resolve_roles
+
+
+class ContrastParams(RoleParams):
+    temperature: float = Field(0.1, gt=0, description="InfoNCE temperature tau (initial value if learned)")
+    learn_temperature: bool = Field(False, description="learn tau (as log(1/tau)), CLIP style")
+    projection_dim: int = Field(64, gt=0, description="width of the projection heads' output")
+    compound_key: str | None = Field(
+        None, description="graph attribute (int per graph) identifying the compound, for "
+                          "deduplicating positives; default: a hash of the molecule subgraph")
+
+
+def _projection(hidden_dim: int, out_dim: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim))
+
+
+class CrossModalContrast(PretrainingTask):
+    """Registered as ``contrast``; see the module docstring. ``forward`` logs ``mol_to_cell_loss``,
+    ``cell_to_mol_loss``, ``top1`` (molecule -> profile retrieval accuracy in the batch),
+    ``temperature`` and ``positives`` (mean same-compound entries per row, incl. the diagonal)."""
+
+    def __init__(self, params: ContrastParams | None, schema: GraphSchema, hidden_dim: int):
+        super().__init__()
+        self.params = p = params or ContrastParams()
+        self.molecule_types, self.cell_types, self.cooccurrence = resolve_roles(p, schema, "contrast")
+        self.mol_proj = _projection(hidden_dim, p.projection_dim)
+        self.cell_proj = _projection(hidden_dim, p.projection_dim)
+        init = torch.tensor(math.log(1.0 / p.temperature))
+        if p.learn_temperature:
+            self.logit_scale = nn.Parameter(init)
+        else:
+            self.register_buffer("logit_scale", init, persistent=False)
+        # node/edge types hashed for compound identity (the molecule side, cells and
+        # co-occurrence edges excluded)
+        cell = set(self.cell_types)
+        self._hash_node_types = [t for t, s in schema.node_types.items()
+                                 if t not in cell and (s.continuous_dim or s.cardinalities)]
+        self._hash_edge_types = [k for k, s in schema.edge_types.items()
+                                 if k[0] not in cell and k[2] not in cell and (s.continuous_dim or s.cardinalities)]
+
+    def view(self, batch: HeteroData) -> HeteroData:
+        """The leak-free view: co-occurrence edges dropped, cell nodes carry ``y`` as ``x``."""
+        require_treated(batch, self.cell_types, "contrast")
+        view = drop_edge_types(batch, self.cooccurrence)
+        for t in self.cell_types:
+            if t in view.node_types and view[t].get("y") is not None:
+                view[t].x = view[t].y
+        return view
+
+    def embed(self, batch: HeteroData, encoder: Encoder) -> tuple[Tensor, Tensor]:
+        """L2-normalised ``(z_m, z_c)``, each ``[num_graphs, projection_dim]``, from the leak-free view."""
+        view = self.view(batch)
+        z = encoder(view)
+        zm = self.mol_proj(mean_readout(z, view, self.molecule_types))
+        zc = self.cell_proj(mean_readout(z, view, self.cell_types))
+        return F.normalize(zm, dim=-1), F.normalize(zc, dim=-1)
+
+    def compound_ids(self, batch: HeteroData) -> Tensor:
+        """``[num_graphs]`` compound identity: equal values = same compound."""
+        if self.params.compound_key is not None:
+            return torch.as_tensor(batch[self.params.compound_key]).view(-1)
+        return molecule_hash(batch, self._hash_node_types, self._hash_edge_types)
+
+    def forward(self, batch: HeteroData, encoder: Encoder) -> TaskOutput:
+        zm, zc = self.embed(batch, encoder)
+        scale = self.logit_scale.clamp(max=math.log(100.0))
+        logits = scale.exp() * zm @ zc.t()  # [B, B]: row i = molecule i vs every profile
+        ids = self.compound_ids(batch)
+        same = ids.unsqueeze(0) == ids.unsqueeze(1)  # [B, B]
+        eye = torch.eye(len(ids), dtype=torch.bool, device=logits.device)
+        logits = logits.masked_fill(same & ~eye, float("-inf"))  # other wells of the compound: no negatives
+        target = torch.arange(len(ids), device=logits.device)
+        l_mc = F.cross_entropy(logits, target)
+        l_cm = F.cross_entropy(logits.t(), target)
+        loss = 0.5 * (l_mc + l_cm)
+        with torch.no_grad():
+            top1 = (logits.argmax(dim=1) == target).float().mean()
+        return TaskOutput(loss, {"mol_to_cell_loss": l_mc, "cell_to_mol_loss": l_cm, "top1": top1,
+                                 "temperature": 1.0 / scale.exp().detach(),
+                                 "positives": same.float().sum(1).mean()})
+
+
+def molecule_hash(batch: HeteroData, node_types: list[str], edge_types: list) -> Tensor:
+    """``[num_graphs]`` float64 fingerprint of each graph's molecule subgraph: the sum over nodes and
+    edges of a fixed random function of their features (invariant to node order; equal for equal
+    molecules, distinct otherwise with probability ~1)."""
+    num_graphs = int(batch.num_graphs) if hasattr(batch, "num_graphs") else 1
+    device = next(iter(batch.node_stores)).x.device if batch.node_stores else torch.device("cpu")
+    total = torch.zeros(num_graphs, dtype=torch.float64, device=device)
+    gen = torch.Generator().manual_seed(12345)
+
+    def feats(x: Tensor, x_cat: Tensor) -> Tensor:
+        f = torch.cat([x.double(), x_cat.double() + 1.0], dim=-1)  # [N, F]
+        w = torch.randn(f.size(1), generator=gen, dtype=torch.float64).to(f.device)
+        return torch.sin(f @ w + 0.5) + 2.0  # [N], strictly positive: node counts also matter
+
+    def graph_of(store, idx: Tensor | None = None) -> Tensor:
+        b = store.get("batch")
+        if b is None:
+            b = torch.zeros(store.num_nodes, dtype=torch.long, device=device)
+        return b if idx is None else b[idx]
+
+    for t in node_types:
+        s = batch[t]
+        if s.num_nodes:
+            total += scatter(feats(s.x, s.x_cat), graph_of(s), dim=0, dim_size=num_graphs, reduce="sum")
+    for k in edge_types:
+        s = batch[k]
+        if s.edge_index.size(1):
+            total += scatter(feats(s.edge_attr, s.edge_attr_cat), graph_of(batch[k[0]], s.edge_index[0]),
+                             dim=0, dim_size=num_graphs, reduce="sum")
+    return torch.round(total * 1e6) / 1e6
