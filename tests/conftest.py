@@ -26,3 +26,9 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def registry_yaml() -> Path:
     return REPO / "registry.yaml"
+
+
+def one_stage(epochs: int) -> str:
+    """A ``--set`` override replacing the default three stages by masked recovery alone, for tests
+    of machinery (orchestration, faults, evaluators) that need a short, predictable step count."""
+    return f"stages=[{{name: mask, epochs: {epochs}, weights: {{mask: 1.0}}}}]"

@@ -110,11 +110,11 @@ def test_component_params_are_validated_by_the_component_schema(tmp_path, regist
 
 def test_missing_data_file_names_key_and_path(tmp_path, registry_yaml):
     d = default_dict(registry_yaml)
-    d["data"]["dataset"]["params"] = {"profiles": "no_such_plate.csv.gz"}
+    d["data"]["dataset"]["params"] = {"profiles": ["no_such_plate.csv.gz"]}
     with pytest.raises(ConfigError) as e:
         plan_run(dump(tmp_path, d))
     msg = str(e.value)
-    assert "data.dataset.params.profiles" in msg
+    assert "data.dataset.params.profiles[0]" in msg
     assert str(tmp_path / "no_such_plate.csv.gz") in msg  # resolved against the YAML's directory
 
 

@@ -12,6 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from cgc_framework.api import run
 from cgc_framework.metrics import mean_ci
+from conftest import one_stage
 from cgc_plugins.evaluators.fewshot import FewShotParams, _support, summarize
 from cgc_plugins.evaluators.molnet import load_molnet
 
@@ -45,7 +46,7 @@ def test_summary_numbers_are_recomputed_from_the_table():
 @pytest.fixture(scope="module")
 def fewshot_run(shared_data, tmp_path_factory, registry_yaml):
     params = (f"{{datasets: [bbbp], k: [5, 10], draws: 3, data_dir: {shared_data / 'moleculenet'}}}")
-    return run(registry_yaml, overrides=["trainer.num_workers=0", "stages.0.epochs=2",
+    return run(registry_yaml, overrides=["trainer.num_workers=0", one_stage(2),
                                          "model.encoder.params.hidden_dim=16",
                                          f"evaluations={{fs: {{name: few_shot, params: {params}}}}}"],
                run_dir=tmp_path_factory.mktemp("fs") / "r", progress=False)

@@ -13,6 +13,7 @@ import torch
 
 from cgc_framework import hookimpl
 from cgc_framework.api import run
+from conftest import one_stage
 from cgc_framework.errors import DataError
 from cgc_framework.graph import GraphSchema
 from cgc_framework.orchestrator import build_model, load_checkpoint
@@ -20,7 +21,7 @@ from cgc_framework.plugins import load_registry
 from cgc_plugins.datasets.lincs import EMBEDDED_COMPOUNDS
 
 BIN = Path(sys.executable).parent
-FAST = ["trainer.num_workers=0", "stages.0.epochs=3", "model.encoder.params.hidden_dim=32"]
+FAST = ["trainer.num_workers=0", one_stage(3), "model.encoder.params.hidden_dim=32"]
 
 
 @pytest.fixture(scope="module")
@@ -77,20 +78,21 @@ def _compounds_with(tmp_path: Path, edits: dict[str, str]) -> Path:
     return path
 
 
-def test_invalid_and_empty_smiles_are_counted_and_listed(registry_yaml, tmp_path):
+def test_invalid_and_blank_smiles_are_counted_and_listed(registry_yaml, tmp_path):
     table = pd.read_csv(EMBEDDED_COMPOUNDS).dropna(subset=["smiles"])
     bad, empty = table.broad_sample.iloc[0], table.broad_sample.iloc[1]
     path = _compounds_with(tmp_path, {bad: "C1CC(N", empty: " "})
-    res = run(registry_yaml, overrides=FAST + ["stages.0.epochs=1", f"data.dataset.params.compounds={path}"],
+    res = run(registry_yaml, overrides=FAST + [one_stage(1), f"data.dataset.params.compounds={path}"],
               run_dir=tmp_path / "r", progress=False)
     skipped = pd.read_csv(res.run_dir / "skipped_records.csv")
     reasons = skipped.groupby("reason").size()
     assert len(skipped) == 18 + 12  # 3 compounds without SMILES + 2 broken ones, 6 doses each
     assert any("invalid SMILES" in r and "C1CC(N" in r for r in reasons.index)
-    assert reasons.get("empty SMILES") == 6
+    # a blank SMILES is a missing value for the dataset: listed with the 3 compounds that have none
+    assert reasons.get("record has no 'smiles' value (needed by modality 'molecule')") == 18 + 6
     assert len(res.built.graphs) == 342 - 12
     summary = res.summary_path.read_text()
-    assert "records skipped: 30" in summary and "empty SMILES" in summary and "invalid SMILES" in summary
+    assert "records skipped: 30" in summary and "no 'smiles' value" in summary and "invalid SMILES" in summary
 
 
 def test_a_run_whose_every_record_fails_stops_with_a_clear_error(registry_yaml, tmp_path):
@@ -98,7 +100,7 @@ def test_a_run_whose_every_record_fails_stops_with_a_clear_error(registry_yaml, 
     table["smiles"] = "not-a-smiles"
     path = tmp_path / "all_bad.csv"
     table.to_csv(path, index=False)
-    with pytest.raises(DataError, match=r"no usable records: dataset 'lincs_cellpainting' gave 360 records"):
+    with pytest.raises(DataError, match=r"no usable records: dataset 'cellpainting_experiments' gave 360 records"):
         run(registry_yaml, overrides=FAST + [f"data.dataset.params.compounds={path}"],
             run_dir=tmp_path / "r", progress=False)
     res = subprocess.run([BIN / "cgc-run", str(registry_yaml), "--quiet", "--run-dir", str(tmp_path / "c"),
@@ -109,7 +111,7 @@ def test_a_run_whose_every_record_fails_stops_with_a_clear_error(registry_yaml, 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ray_train_workers(registry_yaml, tmp_path, workers):
-    res = run(registry_yaml, overrides=[f"trainer.num_workers={workers}", "stages.0.epochs=2",
+    res = run(registry_yaml, overrides=[f"trainer.num_workers={workers}", one_stage(2),
                                         "model.encoder.params.hidden_dim=32"],
               run_dir=tmp_path / f"w{workers}", progress=False)
     m = res.metrics
@@ -123,7 +125,7 @@ def test_ray_train_workers(registry_yaml, tmp_path, workers):
 
 def test_cli_runs_the_default_config_end_to_end(registry_yaml, tmp_path):
     res = subprocess.run([BIN / "cgc-run", str(registry_yaml), "--run-dir", str(tmp_path / "cli"),
-                          "--set", "trainer.num_workers=0", "--set", "stages.0.epochs=1"],
+                          "--set", "trainer.num_workers=0", "--set", one_stage(1)],
                          capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().endswith(str(tmp_path / "cli"))
@@ -139,7 +141,8 @@ def test_dry_run_prints_the_composed_plan_without_training(registry_yaml, tmp_pa
     assert "model.encoder" in out and "hgt" in out and "cgc-framework" in out
     assert "node atom" in out and "x_cat[119," in out
     assert "360 records read, 342 experiment graphs, 18 skipped, 0 optional subgraphs omitted" in out
-    assert "1. mask: 20 epochs; mask=1 (masked_recovery)" in out
+    assert "1. mask: 8 epochs; mask=1 (masked_recovery)" in out
+    assert "3. causal: 8 epochs; mask=1 (masked_recovery), contrast=0.5 (contrast), causal=1 (causal)" in out
     assert not (tmp_path / "runs").exists()
 
 
@@ -167,7 +170,7 @@ class _AtomCountEvaluator:
 def test_evaluations_run_after_pretraining_and_land_in_the_summary(registry_yaml, tmp_path):
     from cgc_framework.config import load_config
 
-    cfg = load_config(registry_yaml, FAST + ["stages.0.epochs=1", "evaluations={probe: {name: norms}}"])
+    cfg = load_config(registry_yaml, FAST + [one_stage(1), "evaluations={probe: {name: norms}}"])
     res = run(cfg, run_dir=tmp_path / "r", progress=False, extra_plugins=(_AtomCountEvaluator(),))
     table = pd.read_csv(res.run_dir / "evaluations" / "probe" / "norms.csv")
     assert set(table.node_type) == {"atom", "compound"}

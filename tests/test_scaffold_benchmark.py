@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from cgc_framework.api import run
+from conftest import one_stage
 from cgc_plugins.evaluators.molnet import load_molnet
 
 
@@ -17,7 +18,7 @@ from cgc_plugins.evaluators.molnet import load_molnet
 def test_scaffold_benchmark_protocols_and_fingerprint_baseline(registry_yaml, shared_data, tmp_path):
     params = (f"{{datasets: [bbbp], epochs: 1, max_train: 200, finetune_init: [scratch], "
               f"data_dir: {shared_data / 'moleculenet'}}}")
-    res = run(registry_yaml, overrides=["trainer.num_workers=0", "stages.0.epochs=1",
+    res = run(registry_yaml, overrides=["trainer.num_workers=0", one_stage(1),
                                         "model.encoder.params.hidden_dim=16",
                                         f"evaluations={{sc: {{name: scaffold_benchmark, params: {params}}}}}"],
               run_dir=tmp_path / "r", progress=False)

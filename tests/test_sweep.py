@@ -25,7 +25,7 @@ name: tiny
 base: {registry_yaml}
 output_dir: {tmp_path / "out"}
 seeds: [0, 1]
-overrides: [stages.0.epochs=1, model.encoder.params.num_layers=1]
+overrides: ["stages=[{{name: mask, epochs: 1, weights: {{mask: 1.0}}}}]", model.encoder.params.num_layers=1]
 grid:
   model.encoder.params:
     h8: {{hidden_dim: 8, heads: 2}}
