@@ -51,7 +51,7 @@ def register_datasets(register: Register) -> None:
     the modalities read (e.g. ``"smiles"``, ``"dose_um"``, ``"cell_treated"``), and reports records
     it cannot use to the ``SkipLog`` it is given. Relative paths in params are resolved against the
     directory of ``registry.yaml`` (use :data:`cgc_framework.config.ExistingPath`).
-    Example: ``register("embedded_lincs", LincsPlateDataset, params=LincsParams)``.
+    Example: ``register("cellpainting_experiments", CellPaintingExperiments, params=ExperimentParams)``.
     """
 
 
