@@ -3,8 +3,8 @@ checkpoint write/read time and size, and Ray Train's overhead over the plain tra
 
     python benchmarks/bench_orchestrator.py [--epochs 3] [--out benchmarks/results/orchestrator.json]
 
-Every configuration trains the same model (default registry.yaml: HGT, hidden 64, masked
-recovery) on the same embedded experiment graphs with the same global batch. Steady-state step
+Every configuration trains the same model (default registry.yaml: molecule + cell experiment graphs,
+HGT hidden 64, the three stages) on the same embedded experiment graphs with the same global batch. Steady-state step
 time = median of the per-step ``time_s`` after the first epoch (startup excluded).
 """
 
@@ -24,6 +24,14 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _epochs(epochs: int) -> list[str]:
+    """Every stage of the default config at ``epochs`` epochs."""
+    import yaml
+
+    n = len(yaml.safe_load((REPO / "registry.yaml").read_text())["stages"])
+    return [f"stages.{i}.epochs={epochs}" for i in range(n)]
+
+
 def steady_step_s(metrics) -> float:
     later = metrics[metrics.epoch > 0]
     return float(statistics.median(later["time_s"]))
@@ -32,13 +40,13 @@ def steady_step_s(metrics) -> float:
 def bench_ray(workers: int, epochs: int, tmp: Path, cluster: bool = False) -> dict:
     from cgc_framework.api import run
 
-    overrides = [f"trainer.num_workers={workers}", f"stages.0.epochs={epochs}",
-                 "trainer.checkpoint_every_steps=1000000"]
+    overrides = [f"trainer.num_workers={workers}", *_epochs(epochs), "trainer.checkpoint_every_steps=1000000"]
     t0 = time.perf_counter()
     if cluster:
         import ray
         from ray.cluster_utils import Cluster
 
+        (Path(tempfile.gettempdir()) / "ray").mkdir(exist_ok=True)  # Ray writes the address file here
         c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "temp_dir": "/tmp/ray-cgc-bench"})
         c.add_node(num_cpus=1)
         c.wait_for_nodes()
@@ -64,7 +72,7 @@ def bench_plain_loop(epochs: int, tmp: Path) -> dict:
     from cgc_framework.orchestrator import build_model, loop_config
     from cgc_framework.training import run_stages
 
-    plan = plan_run(REPO / "registry.yaml", overrides=[f"stages.0.epochs={epochs}"])
+    plan = plan_run(REPO / "registry.yaml", overrides=_epochs(epochs))
     graphs = build_graphs(plan, progress=False).graphs
     threads = torch.get_num_threads()
     torch.set_num_threads(int(plan.config.trainer.cpus_per_worker))  # as a Ray worker gets
@@ -92,7 +100,7 @@ def bench_checkpoint(tmp: Path) -> dict:
              "tasks": {k: {"name": s.info.name, "params": s.params_dict()} for k, s in plan.tasks.items()}}
     core = build_model(comps, plan.schema, plan.registry)
     opt = torch.optim.Adam(core.parameters())
-    core(next(iter(_one_batch(plan))), {"mask": 1.0})[0].backward()
+    core(next(iter(_one_batch(plan))), plan.config.stages[-1].weights)[0].backward()
     opt.step()
     meta = {**comps, "schema": plan.schema.to_dict(), "config_hash": "x", "position": {}, "optimizer": opt.state_dict(),
             "rng_states": [torch.get_rng_state()]}
@@ -132,8 +140,8 @@ def main() -> None:
     result = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
                     "torch_threads": torch.get_num_threads()},
-        "config": "registry.yaml defaults (HGT hidden 64, 2 layers, masked recovery, global batch 32), "
-                  f"{args.epochs} epochs",
+        "config": "registry.yaml defaults (molecule + cell graphs, HGT hidden 64, 2 layers, stages mask -> "
+                  f"+contrast -> +causal, global batch 32), {args.epochs} epochs per stage",
         "plain_loop": plain, "ray_1_worker": one, "ray_2_workers": two, "ray_2_nodes_1_worker_each": cluster,
         "ray_over_plain_step_ratio": one["steady_step_s"] / plain["steady_step_s"],
         "scaling_2_workers_over_1": two["graphs_per_s"] / one["graphs_per_s"],

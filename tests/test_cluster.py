@@ -12,9 +12,14 @@ from cgc_framework.orchestrator import load_checkpoint
 
 @pytest.mark.slow
 def test_staged_run_on_a_two_node_cluster(registry_yaml, tmp_path):
+    import tempfile
+    from pathlib import Path
+
     import ray
     from ray.cluster_utils import Cluster
 
+    # Ray records the cluster address in <TMPDIR>/ray, which a fresh TMPDIR (CI) does not have yet
+    (Path(tempfile.gettempdir()) / "ray").mkdir(exist_ok=True)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "temp_dir": "/tmp/ray-cgc-cluster"})
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()

@@ -173,7 +173,8 @@ def test_evaluations_run_after_pretraining_and_land_in_the_summary(registry_yaml
     cfg = load_config(registry_yaml, FAST + [one_stage(1), "evaluations={probe: {name: norms}}"])
     res = run(cfg, run_dir=tmp_path / "r", progress=False, extra_plugins=(_AtomCountEvaluator(),))
     table = pd.read_csv(res.run_dir / "evaluations" / "probe" / "norms.csv")
-    assert set(table.node_type) == {"atom", "compound"}
+    assert set(table.node_type) == set(res.built.graphs[0].node_types)  # every node type is embedded
+    assert {"atom", "compound", "compartment", "channel"} <= set(table.node_type)
     assert (table.mean_norm > 0).all()
     summary = res.summary_path.read_text()
     assert "## Evaluation" in summary and "### probe (norms)" in summary and "evaluations/probe/norms.csv" in summary
