@@ -186,25 +186,26 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data[a][b][0]...`` for ``key = "a.b.0..."`` (integers index lists), creating mappings."""
+    node: Any = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) and part.isdigit() else node.setdefault(part, {})
+    last = parts[-1]
+    if isinstance(node, list) and last.isdigit():
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``dotted.key=value`` overrides (values parsed as YAML) to a raw config mapping."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError("--set", [f"'{item}': expected KEY=VALUE, e.g. trainer.num_workers=2"])
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw)
-        node: Any = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            if isinstance(node, list) and part.isdigit():
-                node = node[int(part)]
-            else:
-                node = node.setdefault(part, {})
-        last = parts[-1]
-        if isinstance(node, list) and last.isdigit():
-            node[int(last)] = value
-        else:
-            node[last] = value
+        set_dotted(data, key, yaml.safe_load(raw))
     return data
 
 

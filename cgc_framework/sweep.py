@@ -39,7 +39,8 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .config import ComponentRef, apply_overrides, format_validation_error, read_yaml, validate_config
+from .config import (ComponentRef, apply_overrides, format_validation_error, read_yaml, set_dotted,
+                     validate_config)
 from .errors import ConfigError
 from .versions import package_versions
 
@@ -110,7 +111,7 @@ def plan_trials(sweep: SweepConfig) -> list[dict[str, Any]]:
             data = json.loads(json.dumps(base))  # deep copy of plain YAML data
             data = apply_overrides(data, sweep.overrides)
             for key, (_, value) in point.items():
-                _set(data, key, value)
+                set_dotted(data, key, value)
             data.setdefault("run", {})["seed"] = seed
             data["evaluations"] = {k: v.model_dump() for k, v in sweep.evaluations.items()}
             data.setdefault("trainer", {})["num_workers"] = 0  # a trial is one in-process Ray task
@@ -121,17 +122,6 @@ def plan_trials(sweep: SweepConfig) -> list[dict[str, Any]]:
             trials.append({"trial": trial_hash, "seed": seed, "config": cfg.model_dump(mode="json"),
                            "labels": {k: v[0] for k, v in point.items()}})
     return trials
-
-
-def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
-    node: Any = data
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-    if isinstance(node, list):
-        node[int(parts[-1])] = value
-    else:
-        node[parts[-1]] = value
 
 
 def run_trial(trial: dict[str, Any], trial_dir: str, base_dir: str) -> dict[str, Any]:
