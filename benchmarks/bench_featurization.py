@@ -98,7 +98,7 @@ def _worker_chunk(chunk):
     return _run_all(_WORKER_FN["fn"], chunk)
 
 
-def bench_molecules(smiles: list[str], cores: int, deepchem_limit: int, rounds: int = 4) -> dict:
+def bench_molecules(smiles: list[str], cores: int, deepchem_limit: int, rounds: int = 8) -> dict:
     """Rates of every featurizer, interleaved: the SMILES are cut into ``rounds`` blocks and each
     block is run by every featurizer in turn, so a change in machine load hits all of them alike."""
     fns = {name: make() for name, make in FEATURIZERS.items()}
@@ -131,11 +131,27 @@ def bench_molecules(smiles: list[str], cores: int, deepchem_limit: int, rounds: 
     return out
 
 
-def bench_cache(smiles: list[str]) -> dict:
-    from cgc_framework.cache import GraphCache, cache_key
+def bench_cache(smiles: list[str], batch_size: int = 32) -> dict:
+    """Featurize vs reload, measured back to back on the same SMILES.
+
+    * per-entry cache (``GraphCache.get``, one ``torch.load`` per graph: what ``build_graphs``
+      pays on a cache hit);
+    * the training handoff as it was (``graphs.pt``: list of ``graph_to_dict``, one
+      ``graph_from_dict`` per graph, PyG ``DataLoader`` collate);
+    * the packed shard as the training workers now read it (``PackedGraphs.load(mmap=True)`` +
+      ``collate`` of every mini-batch of ``batch_size`` graphs in a shuffled epoch order): the rate
+      at which cached graphs reach the training loop as batches.
+    """
+    import random
+
+    from torch_geometric.data import Batch
+
+    from cgc_framework.cache import GraphCache, PackedGraphs, cache_key
+    from cgc_framework.graph import graph_from_dict, graph_to_dict
     from cgc_plugins.molecules.rdkit_builder import RDKitMoleculeBuilder
 
     b = RDKitMoleculeBuilder()
+    schema = b.schema()
     root = Path(tempfile.mkdtemp(prefix="cgc_cache_bench_"))
     try:
         cache = GraphCache(root)
@@ -151,44 +167,72 @@ def bench_cache(smiles: list[str]) -> dict:
             keys.append(k)
         store = time.perf_counter() - t
         t = time.perf_counter()
-        feat_only = sum(1 for s in smiles if _try(b.build, s))
+        built = []
+        for s in smiles:
+            try:
+                built.append(b.build(s))
+            except Exception:  # noqa: BLE001
+                pass
         featurize = time.perf_counter() - t
+        feat_rate = len(built) / featurize
         t = time.perf_counter()
         for k in keys:
             cache.get("rdkit_molecule", k)
         reload_ = time.perf_counter() - t
-        from cgc_framework.cache import load_packed, save_packed
-        graphs = [b.schema().conform(cache.get("rdkit_molecule", k)) for k in keys]
-        save_packed(root / "shard.pt", graphs)
+        graphs = [schema.conform(g) for g in built]
+        n = len(graphs)
+        order = list(range(n))
+        random.Random(0).shuffle(order)
+        batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+        # the old handoff: list of dicts, one HeteroData per graph, PyG collate
+        torch.save([graph_to_dict(g) for g in graphs], root / "graphs.pt")
         t = time.perf_counter()
-        back = load_packed(root / "shard.pt")
-        packed = time.perf_counter() - t
-        assert len(back) == len(keys)
+        listed = [graph_from_dict(d) for d in torch.load(root / "graphs.pt", weights_only=True, mmap=True)]
+        list_load = time.perf_counter() - t
         t = time.perf_counter()
-        torch.load(root / "shard.pt", weights_only=True)
-        packed_raw = time.perf_counter() - t
+        for bt in batches:
+            Batch.from_data_list([listed[i] for i in bt])
+        list_collate = time.perf_counter() - t
+        # the packed shard, as the training workers read it
+        PackedGraphs.from_graphs(graphs).save(root / "graphs.packed.pt")
         t = time.perf_counter()
-        for s in smiles:                                  # what build_graphs pays on a hit
-            cache_key("rdkit_molecule", b, s)
-        keying = time.perf_counter() - t
-        size = sum(p.stat().st_size for p in root.rglob("*.pt"))
+        packed = PackedGraphs.load(root / "graphs.packed.pt", mmap=True)
+        packed_load = time.perf_counter() - t
+        t = time.perf_counter()
+        for bt in batches:
+            packed.collate(bt)
+        packed_collate = time.perf_counter() - t
+        big = [order[i:i + 256] for i in range(0, n, 256)]       # the config default batch_size
+        t = time.perf_counter()
+        for bt in big:
+            packed.collate(bt)
+        packed_collate_256 = time.perf_counter() - t
+        size = sum(p.stat().st_size for p in (root / "rdkit_molecule").rglob("*.pt"))
+        shard_size = (root / "graphs.packed.pt").stat().st_size
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    res = {"molecules": len(smiles), "cached": len(keys),
-           "featurize_mol_per_s": round(feat_only / featurize, 1),
+    packed_rate = n / (packed_load + packed_collate)
+    list_rate = n / (list_load + list_collate)
+    res = {"molecules": len(smiles), "cached": len(keys), "batch_size": batch_size,
+           "featurize_mol_per_s": round(feat_rate, 1),
            "featurize_and_store_mol_per_s": round(len(keys) / store, 1),
            "reload_mol_per_s": round(len(keys) / reload_, 1),
-           "key_mol_per_s": round(len(smiles) / keying, 1),
-           "reload_speedup_vs_featurize": round((len(keys) / reload_) / (feat_only / featurize), 2),
-           "packed_reload_mol_per_s": round(len(keys) / packed, 1),
-           "packed_reload_speedup_vs_featurize": round((len(keys) / packed) / (feat_only / featurize), 2),
-           "packed_load_only_mol_per_s": round(len(keys) / packed_raw, 1),
-           "packed_load_only_speedup_vs_featurize": round((len(keys) / packed_raw) / (feat_only / featurize), 2),
-           "bytes_per_graph": int(size / max(len(keys), 1))}
-    print(f"  cache: featurize {res['featurize_mol_per_s']:.0f}/s, reload {res['reload_mol_per_s']:.0f}/s "
-          f"({res['reload_speedup_vs_featurize']}x); packed shard {res['packed_reload_mol_per_s']:.0f}/s "
-          f"({res['packed_reload_speedup_vs_featurize']}x), load only {res['packed_load_only_speedup_vs_featurize']}x",
-          flush=True)
+           "reload_speedup_vs_featurize": round((len(keys) / reload_) / feat_rate, 2),
+           "graphs_list_to_batches_mol_per_s": round(list_rate, 1),
+           "graphs_list_to_batches_speedup_vs_featurize": round(list_rate / feat_rate, 2),
+           "packed_load_s": round(packed_load, 4),
+           "packed_collate_s": round(packed_collate, 3),
+           "packed_to_batches_mol_per_s": round(packed_rate, 1),
+           "packed_to_batches_speedup_vs_featurize": round(packed_rate / feat_rate, 2),
+           "packed_vs_pyg_collate_speedup": round(list_collate / packed_collate, 2),
+           "packed_to_batches_256_mol_per_s": round(n / (packed_load + packed_collate_256), 1),
+           "packed_to_batches_256_speedup_vs_featurize": round(n / (packed_load + packed_collate_256) / feat_rate, 2),
+           "bytes_per_graph_entry_files": int(size / max(len(keys), 1)),
+           "bytes_per_graph_packed": int(shard_size / max(n, 1))}
+    print(f"  cache: featurize {res['featurize_mol_per_s']:.0f}/s, per-entry reload {res['reload_mol_per_s']:.0f}/s "
+          f"({res['reload_speedup_vs_featurize']}x); graphs.pt list -> batches {list_rate:.0f}/s "
+          f"({res['graphs_list_to_batches_speedup_vs_featurize']}x); packed shard -> batches {packed_rate:.0f}/s "
+          f"({res['packed_to_batches_speedup_vs_featurize']}x)", flush=True)
     return res
 
 
@@ -268,8 +312,12 @@ def bench_proteins(folder: Path, repeats: int = 3) -> dict:
     return out
 
 
-def profile_molecule(smiles: list[str]) -> dict:
-    from cgc_plugins.molecules.rdkit_builder import mol_to_graph, parse_smiles
+def profile_molecule(smiles: list[str], reps: int = 3) -> dict:
+    """Where one molecule's time goes (best of ``reps`` passes, microseconds per molecule)."""
+    from rdkit import Chem
+    from torch_geometric.data import HeteroData
+
+    from cgc_plugins.molecules.rdkit_builder import RDKitMoleculeBuilder, mol_to_graph, parse_smiles
 
     mols, good = [], []
     for s in smiles:
@@ -277,20 +325,41 @@ def profile_molecule(smiles: list[str]) -> dict:
             mols.append(parse_smiles(s)); good.append(s)
         except Exception:  # noqa: BLE001
             pass
-    t = time.perf_counter(); [parse_smiles(s) for s in good]; parse = time.perf_counter() - t
-    t = time.perf_counter(); [mol_to_graph(m) for m in mols]; graph = time.perf_counter() - t
-    from torch_geometric.data import HeteroData
-    x = torch.zeros(3, 1)
-    t = time.perf_counter()
-    for _ in mols:
-        HeteroData({"atom": {"x": x, "x_cat": x}, "compound": {"x": x, "x_cat": x},
-                    ("atom", "bond", "atom"): {"edge_index": x, "edge_attr": x, "edge_attr_cat": x},
-                    ("atom", "in", "compound"): {"edge_index": x}, ("compound", "has", "atom"): {"edge_index": x}})
-    hetero = time.perf_counter() - t
     n = len(mols)
-    return {"molecules": n, "rdkit_parse_sanitize_us": round(1e6 * parse / n, 1),
-            "features_and_tensors_us": round(1e6 * (graph - hetero) / n, 1),
-            "heterodata_construction_us": round(1e6 * hetero / n, 1)}
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
+        return 1e6 * min(times) / n
+
+    b = RDKitMoleculeBuilder()
+    x = torch.zeros(3, 1)
+    out = {
+        "molecules": n,
+        "atoms_per_molecule": round(sum(m.GetNumAtoms() for m in mols) / n, 1),
+        "build_total_us": best(lambda: [b.build(s) for s in good]),
+        "rdkit_parse_sanitize_us": best(lambda: [Chem.MolFromSmiles(s) for s in good]),
+        "mol_to_graph_us": best(lambda: [mol_to_graph(m, has_isotopes=False) for m in mols]),
+        "rdkit_atom_wrappers_us": best(lambda: [list(m.GetAtoms()) for m in mols]),
+        "rdkit_bond_wrappers_us": best(lambda: [list(m.GetBonds()) for m in mols]),
+        "rdkit_atom_and_bond_calls_us": best(lambda: [
+            ([(a.GetAtomicNum(), a.GetChiralTag(), a.GetFormalCharge(), a.GetTotalNumHs(),
+               a.GetNumRadicalElectrons(), a.GetHybridization(), a.GetIsAromatic()) for a in m.GetAtoms()],
+             [(bd.GetBeginAtomIdx(), bd.GetEndAtomIdx(), bd.GetBondType(), bd.GetStereo(),
+               bd.GetIsConjugated()) for bd in m.GetBonds()]) for m in mols]),
+        "heterodata_construction_us": best(lambda: [HeteroData({
+            "atom": {"x": x, "x_cat": x, "num_nodes": 3}, "compound": {"x": x, "x_cat": x, "num_nodes": 1},
+            ("atom", "bond", "atom"): {"edge_index": x, "edge_attr": x, "edge_attr_cat": x},
+            ("atom", "in", "compound"): {"edge_index": x}, ("compound", "has", "atom"): {"edge_index": x}})
+            for _ in mols]),
+        "rdkit_tobinary_us": best(lambda: [m.ToBinary() for m in mols]),
+    }
+    out["rdkit_calls_only_us"] = out["rdkit_atom_and_bond_calls_us"] - out["rdkit_atom_wrappers_us"] \
+        - out["rdkit_bond_wrappers_us"]
+    out["numpy_and_tensors_us"] = out["mol_to_graph_us"] - out["rdkit_atom_and_bond_calls_us"] \
+        - out["heterodata_construction_us"]
+    return {k: (round(v, 1) if isinstance(v, float) else v) for k, v in out.items()}
 
 
 def main(argv=None) -> int:
@@ -329,7 +398,9 @@ def main(argv=None) -> int:
             "vs_from_smiles_all_cores": round(ours["all_cores_mol_per_s"] / pyg["all_cores_mol_per_s"], 2),
             "vs_deepchem_one_process": round(ours["one_process_mol_per_s"] / dc["one_process_mol_per_s"], 2),
             "vs_deepchem_all_cores": round(ours["all_cores_mol_per_s"] / dc["all_cores_mol_per_s"], 2),
-            "cache_reload_vs_featurize": cache["reload_speedup_vs_featurize"],
+            "cache_reload_per_entry_vs_featurize": cache["reload_speedup_vs_featurize"],
+            "cache_reload_packed_to_batches_vs_featurize": cache["packed_to_batches_speedup_vs_featurize"],
+            "cache_reload_packed_to_batches_256_vs_featurize": cache["packed_to_batches_256_speedup_vs_featurize"],
             "protein_ms_per_300_residues_geometry": geo["ms_per_300_residues_median"],
         },
         "cache": cache,

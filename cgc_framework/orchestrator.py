@@ -36,6 +36,7 @@ for _key, _value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from .cache import PackedGraphs  # noqa: E402
 from .compose import Plan  # noqa: E402
 from .errors import CGCError  # noqa: E402
 from .graph import GraphSchema, graph_from_dict, graph_to_dict  # noqa: E402
@@ -236,7 +237,10 @@ def _train_worker(cfg: dict[str, Any]) -> None:
          "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
          "hostname": socket.gethostname()}))
     # mmap: a worker pages in only the graphs its sampler shard touches, never the whole set
-    graphs = [graph_from_dict(d) for d in torch.load(cfg["graphs_path"], weights_only=True, mmap=True)]
+    if cfg.get("packed_path"):  # concatenated tensors: batches are sliced, no per-graph HeteroData
+        graphs: Any = PackedGraphs.load(cfg["packed_path"], mmap=True)
+    else:
+        graphs = [graph_from_dict(d) for d in torch.load(cfg["graphs_path"], weights_only=True, mmap=True)]
     every, keep = cfg["checkpoint_every_steps"], cfg["keep_checkpoints"]
 
     def reduce_logs(logs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -335,6 +339,12 @@ def pretrain(plan: Plan, graphs: list[Any], run_dir: Path, *, progress: bool = T
     data_dir.mkdir(parents=True, exist_ok=True)
     graphs_path = data_dir / "graphs.pt"
     torch.save([graph_to_dict(g) for g in graphs], graphs_path)
+    packed_path: Path | None = data_dir / "graphs.packed.pt"
+    try:
+        PackedGraphs.from_graphs(graphs).save(packed_path)
+    except ValueError as exc:  # graphs with differing stores: the workers use the list instead
+        logging.getLogger(__name__).warning("not packing the graphs (%s); workers rebuild them one by one", exc)
+        packed_path = None
     if not resume:
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
         for old in (run_dir / "checkpoints").glob("*.pt"):
@@ -347,6 +357,7 @@ def pretrain(plan: Plan, graphs: list[Any], run_dir: Path, *, progress: bool = T
         "components": components,
         "loop": loop_config(plan),
         "graphs_path": str(graphs_path),
+        "packed_path": str(packed_path) if packed_path else None,
         "run_dir": str(run_dir),
         "extra_plugins": list(extra_plugins),
         "resume": resume,

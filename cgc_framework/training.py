@@ -22,6 +22,7 @@ from torch.utils.data import DistributedSampler
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 
+from .cache import PackedGraphs
 from .contracts import Encoder, PretrainingTask
 
 
@@ -141,7 +142,10 @@ def run_stages(model: nn.Module, core: PretrainModel, graphs: Sequence[HeteroDat
             order = list(sampler)[first * mbs:]  # the epoch's fixed order, minus batches already done
             # own generator: creating a loader iterator draws a seed, which must not move the global
             # RNG that tasks use, or a resumed run would mask differently from an uninterrupted one
-            loader = DataLoader(graphs, batch_size=mbs, sampler=order, generator=torch.Generator())
+            if isinstance(graphs, PackedGraphs):  # batches sliced from the packed tensors, same content
+                loader = (graphs.collate(order[j:j + mbs]) for j in range(0, len(order), mbs))
+            else:
+                loader = DataLoader(graphs, batch_size=mbs, sampler=order, generator=torch.Generator())
             t0 = time.perf_counter()
             accum: list[dict[str, Tensor]] = []
             n_graphs = 0

@@ -165,3 +165,51 @@ def test_packed_shard_roundtrip(tmp_path):
     back = load_packed(tmp_path / "shard.pt")
     assert len(back) == 4 and all(_same(a, b) for a, b in zip(graphs, back))
     assert back[2]["atom", "bond", "atom"].edge_index.shape == (2, 0)
+
+
+def _batches_equal(a, c) -> None:
+    """Every tensor/number of two PyG batches, plus the slice/increment dictionaries, agree."""
+    assert a.num_graphs == c.num_graphs and set(a.node_types) == set(c.node_types)
+    assert set(a.edge_types) == set(c.edge_types)
+    for sa in a.stores:
+        key = getattr(sa, "_key", None)
+        sc = c[key] if key is not None else c._global_store
+        assert set(sa.keys()) == set(sc.keys()), key
+        for attr in sa.keys():
+            va, vc = sa[attr], sc[attr]
+            if isinstance(va, torch.Tensor):
+                assert va.dtype == vc.dtype and torch.equal(va, vc), (key, attr)
+            else:
+                assert va == vc, (key, attr)
+    for key, attrs in a._slice_dict.items():
+        for attr in attrs:
+            assert torch.equal(a._slice_dict[key][attr], c._slice_dict[key][attr]), (key, attr)
+            assert torch.equal(torch.as_tensor(a._inc_dict[key][attr]).reshape(-1),
+                               torch.as_tensor(c._inc_dict[key][attr]).reshape(-1)), (key, attr)
+
+
+def test_packed_collate_equals_pyg_batch_of_the_same_graphs(tmp_path):
+    """The training loop's packed path: batches sliced from the shard's concatenated tensors are
+    exactly PyG's ``Batch.from_data_list`` of those graphs (any order, repeats, empty graphs)."""
+    from torch_geometric.data import Batch
+
+    from cgc_framework.cache import PackedGraphs
+
+    built = build_graphs(_plan(tmp_path), progress=False)          # real experiment graphs
+    graphs = built.graphs
+    PackedGraphs.from_graphs(graphs).save(tmp_path / "shard.pt")
+    packed = PackedGraphs.load(tmp_path / "shard.pt", mmap=True)
+    assert len(packed) == len(graphs) and all(_same(packed[i], g) for i, g in enumerate(graphs))
+    for idx in ([0], [3, 1, 2], [2, 2, 0, 5, 4], list(range(len(graphs)))[::-1]):
+        _batches_equal(packed.collate(idx), Batch.from_data_list([graphs[i] for i in idx]))
+    with pytest.raises(ValueError, match="different stores"):
+        b = RDKitMoleculeBuilder()
+        PackedGraphs.from_graphs([b.build("CCO"), graphs[0]])
+
+
+def test_packed_shard_of_an_older_format_names_the_file(tmp_path):
+    from cgc_framework.cache import PackedGraphs
+
+    torch.save({"count": torch.tensor([0]), "graphs": {}}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="old.pt: packed shard format 1"):
+        PackedGraphs.load(tmp_path / "old.pt")

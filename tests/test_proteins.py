@@ -251,3 +251,45 @@ def test_pretraining_run_with_molecule_and_protein_builders(shared_data, tmp_pat
     assert len(res.metrics) > 0
     assert all(math.isfinite(v) for v in res.metrics.select_dtypes("number").iloc[-1].dropna())
     assert "biopython_protein" in (res.run_dir / "summary.md").read_text()
+
+
+def test_ligand_nodes_off_by_default_and_imatinib_in_1iep(shared_data):
+    """``ligands: true`` keeps non-water HETATM groups as ``ligand`` nodes; in 1iep (c-ABL +
+    imatinib/STI-571) the two STI copies contact the gatekeeper Thr315 and the DFG Asp381."""
+    path = shared_data / "proteins" / "1iep.pdb"
+    plain = BiopythonProteinBuilder(BiopythonProteinParams(secondary_structure="geometry")).build(path)
+    assert "ligand" not in plain.node_types
+    b = BiopythonProteinBuilder(BiopythonProteinParams(secondary_structure="geometry", ligands=True))
+    g = b.build(path)
+    b.schema().conform(g)
+    b.schema().validate(g, where="1iep")
+    # HETATM groups of 1iep: STI A201, STI B202, CL x6; the 172 waters are not ligands
+    het = OrderedDict()
+    for line in path.read_text().splitlines():
+        if line.startswith("HETATM") and line[17:20] != "HOH":
+            het.setdefault((line[21], int(line[22:26]), line[17:20].strip()), []).append(line[76:78].strip())
+    assert g["ligand"].num_nodes == len(het) == 8
+    sti = [i for i, k in enumerate(het) if k[2] == "STI"]
+    x, kind = g["ligand"].x, g["ligand"].x_cat[:, 0]
+    for i in sti:
+        assert x[i, 0].item() == pytest.approx(3.7)                           # 37 heavy atoms / 10
+        assert x[i, 1:4].tolist() == pytest.approx([29 / 37, 7 / 37, 1 / 37])  # C29 N7 O1
+        assert kind[i].item() == 1
+    assert all(kind[i].item() == 0 and x[i, 6].item() == 1.0 for i in range(8) if i not in sti)  # Cl- ions
+    table = read_residues(path)
+    e = g["ligand", "contacts", "residue"]
+    names = {(table.chain[r], int(table.resseq[r]), table.resname[r])
+             for l_, r in e.edge_index.t().tolist() if l_ == sti[0]}
+    assert {("A", 315, "THR"), ("A", 318, "MET"), ("A", 381, "ASP"), ("A", 286, "GLU")} <= names
+    assert all(c == "A" for c, _, _ in names)
+    assert e.edge_attr.max().item() <= 4.5 and e.edge_attr.min().item() > 2.0
+    back = g["residue", "contacts", "ligand"]
+    assert torch.equal(back.edge_index, e.edge_index.flip(0)) and torch.equal(back.edge_attr, e.edge_attr)
+    assert g["ligand", "in", "protein"].edge_index.shape == (2, 8)
+    # residues and their edges are unchanged by the option
+    for key in (("residue", "near", "residue"), ("residue", "next", "residue")):
+        assert torch.equal(g[key].edge_index, plain[key].edge_index)
+    assert torch.equal(g["residue"].x, plain["residue"].x)
+    # an AlphaFold model has no HETATM: zero ligand nodes, empty contact edges
+    af = b.build(shared_data / "proteins" / "AF-P04629-F1-model.pdb")
+    assert af["ligand"].num_nodes == 0 and af["ligand", "contacts", "residue"].edge_index.shape == (2, 0)

@@ -77,12 +77,17 @@ class DrugTargetEdges(EdgeSource):
             df = pd.read_csv(self.paths["jump_target"], sep="\t", dtype=str)
             self._index(df["InChIKey"], df["broad_sample"], df["target"], "jump_target")
         self.structures: dict[str, tuple[str, str]] = {}
+        self.gene_by_file: dict[str, str] = {}
+        self.gene_by_uniprot: dict[str, str] = {}
         if idx is not None:
             ix = pd.read_csv(idx, dtype=str)
             for g, u, f in zip(ix["gene_symbol"], ix["uniprot"], ix["file"]):
                 self.structures.setdefault(_gene(g), (u, f))
+                self.gene_by_file.setdefault(str(f), _gene(g))
+                self.gene_by_uniprot.setdefault(str(u).strip().upper(), _gene(g))
         self.n_sources = max(len(self.paths), 1)
-        self.stats = {"records": 0, "with_targets": 0, "edges": 0, "targets_with_structure": 0}
+        self.stats = {"records": 0, "with_targets": 0, "edges": 0, "targets_with_structure": 0,
+                      "structures_linked": 0, "structures_not_a_target": 0, "structures_unidentified": 0}
 
     def _index(self, keys, brds, genes, source: str) -> None:
         for k, b, gs in zip(keys, brds, genes):
@@ -120,21 +125,63 @@ class DrugTargetEdges(EdgeSource):
             EdgeTypeSpec((conf, struct), src="protein", rel="targeted_by", dst="compound",
                          description="reverse of (compound, targets, protein)")])
 
+    def structure_gene(self, record: Record) -> str | None:
+        """Gene symbol of the record's structure (linking rule, see ``docs/featurization.md``):
+        the record's ``gene_symbol`` field, else its ``uniprot`` field through the proteins index,
+        else the structure file's name through the index; ``None`` when none resolves."""
+        f = record.fields
+        gene = f.get("gene_symbol")
+        if isinstance(gene, str) and gene.strip():
+            return _gene(gene)
+        uni = f.get("uniprot")
+        if isinstance(uni, str) and uni.strip().upper() in self.gene_by_uniprot:
+            return self.gene_by_uniprot[uni.strip().upper()]
+        path = f.get("structure_path")
+        if isinstance(path, (str, Path)):
+            return self.gene_by_file.get(Path(path).name)
+        return None
+
     def add_edges(self, record: Record, data: HeteroData) -> None:
+        """Add the record's target ``protein`` nodes and the compound-protein edges.
+
+        When a protein builder already put a residue graph in ``data`` (its one ``protein`` node,
+        index 0, joined by ``(residue, in, protein)``), that node *is* the target node of the
+        structure's gene (:meth:`structure_gene`): it stays index 0, the compound's other target
+        genes follow in sorted order, and the compound-targets edge of the structure's gene points
+        at it, so message passing runs atom - compound - protein - residue. A structure whose gene
+        is not among the compound's targets keeps its node without a targets edge (counted as
+        ``structures_not_a_target``); one whose gene cannot be resolved is counted as
+        ``structures_unidentified`` and likewise left unlinked.
+        """
         f = record.fields
         tg = self.targets(f.get("inchikey"), f.get("compound_id"))
         genes = sorted(tg)
         self.stats["records"] += 1
         self.stats["with_targets"] += bool(genes)
         self.stats["edges"] += len(genes)
-        p = len(genes)
-        data["protein"].x = torch.zeros(p, 0)
-        data["protein"].x_cat = torch.zeros(p, 0, dtype=torch.long)
-        data["protein"].num_nodes = p
-        prot = torch.arange(p)
-        comp = torch.zeros(p, dtype=torch.long)
-        conf = torch.tensor([[tg[g]] for g in genes], dtype=torch.float32).reshape(p, 1)
-        has = torch.tensor([[int(g in self.structures)] for g in genes], dtype=torch.long).reshape(p, 1)
+        has_structure_node = ("residue", "in", "protein") in data.edge_types
+        if has_structure_node:
+            sg = self.structure_gene(record)
+            if sg is None:
+                self.stats["structures_unidentified"] += 1
+                sg = "\0structure"                   # a node that no gene can match
+            elif sg in tg:
+                self.stats["structures_linked"] += 1
+            else:
+                self.stats["structures_not_a_target"] += 1
+            nodes = [sg] + [g for g in genes if g != sg]
+        else:
+            nodes = genes
+        p = len(nodes)
+        store = data["protein"]     # a builder's node attributes (e.g. ss_method) stay
+        store.x = torch.zeros(p, 0)
+        store.x_cat = torch.zeros(p, 0, dtype=torch.long)
+        store.num_nodes = p
+        linked = [g for g in nodes if g in tg]
+        prot = torch.tensor([nodes.index(g) for g in linked], dtype=torch.long)
+        comp = torch.zeros(len(linked), dtype=torch.long)
+        conf = torch.tensor([[tg[g]] for g in linked], dtype=torch.float32).reshape(len(linked), 1)
+        has = torch.tensor([[int(g in self.structures)] for g in linked], dtype=torch.long).reshape(len(linked), 1)
         self.stats["targets_with_structure"] += int(has.sum())
         for key, ei in ((("compound", "targets", "protein"), torch.stack([comp, prot])),
                         (("protein", "targeted_by", "compound"), torch.stack([prot, comp]))):

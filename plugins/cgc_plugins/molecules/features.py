@@ -78,11 +78,16 @@ def lookup_tables(vocab: dict[str, list]) -> tuple[np.ndarray, np.ndarray]:
     return offsets, table
 
 
+_COLUMNS = np.arange(64)
+
+
 def encode(raw: np.ndarray, offsets: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Map raw values ``[N, F]`` (int64) to vocabulary indices ``[N, F]`` with :func:`lookup_tables`."""
     # Values below the table clip to -1 and above it to width - 1: both are the "other" column.
-    cols = np.clip(raw + offsets, -1, table.shape[1] - 1)
-    return table[np.arange(table.shape[0]), cols]
+    cols = raw + offsets
+    if cols.size and (cols.min() < -1 or cols.max() >= table.shape[1]):   # rare: skip np.clip's overhead
+        cols = np.clip(cols, -1, table.shape[1] - 1)
+    return table[_COLUMNS[: table.shape[0]], cols]
 
 
 def molecule_schema(with_distance: bool = False) -> GraphSchema:

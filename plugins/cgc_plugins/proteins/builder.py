@@ -18,7 +18,7 @@ from cgc_framework.contracts import GraphBuilder
 from cgc_framework.graph import GraphSchema
 from cgc_framework.records import RecordError
 
-from .residue_features import PHYSCHEM_TABLE, SS_UNKNOWN, protein_schema
+from .residue_features import HALOGENS, LIGAND_ELEMENTS, PHYSCHEM_TABLE, SS_UNKNOWN, protein_schema
 from .secondary_structure import dssp_available, dssp_states, geometry_states
 from .structure_io import ResidueTable, read_residues
 
@@ -43,6 +43,10 @@ class BiopythonProteinParams(BaseModel):
                           "chain,residue_number[,insertion_code],conservation")
     plddt: Literal["auto", "bfactor", "none"] = Field(
         "auto", description="auto: CA B-factor as pLDDT for AlphaFold models only; bfactor: always")
+    ligands: bool = Field(False, description="keep non-water HETATM groups as 'ligand' nodes with "
+                                             "contacts to residues (off by default)")
+    ligand_cutoff: float = Field(4.5, gt=0, le=15, description="ligand-residue contact: closest "
+                                                               "heavy-atom distance in angstrom")
 
 
 class BiopythonProteinBuilder(GraphBuilder):
@@ -70,7 +74,7 @@ class BiopythonProteinBuilder(GraphBuilder):
                  else "the backbone-geometry fallback (P-SEA-like; mkdssp not used)")
 
     def schema(self) -> GraphSchema:
-        return protein_schema()
+        return protein_schema(ligands=self.params.ligands)
 
     def params_key(self) -> dict:
         return {**self.params.model_dump(mode="json"), "ss_method": self.ss_method}
@@ -95,9 +99,12 @@ class BiopythonProteinBuilder(GraphBuilder):
         return [Path(value)] + ([side] if side is not None else [])
 
     def build(self, value: str | Path) -> HeteroData:
-        table = read_residues(value, self.params.chains, self.params.model_index)
-        return table_to_graph(table, self._ss(table), self._conservation(table, value),
+        table = read_residues(value, self.params.chains, self.params.model_index, ligands=self.params.ligands)
+        data = table_to_graph(table, self._ss(table), self._conservation(table, value),
                               self._plddt(table), self.params, 0 if self.ss_method == "dssp" else 1)
+        if self.params.ligands:
+            add_ligands(data, table, self.params.ligand_cutoff)
+        return data
 
     def _ss(self, table: ResidueTable) -> np.ndarray:
         if self.ss_method == "dssp":
@@ -199,3 +206,54 @@ def _next_edges(table: ResidueTable, chain_break: float) -> tuple[np.ndarray, np
     ok = (chain[1:] == chain[:-1]) & (d <= chain_break)
     i = np.nonzero(ok)[0]
     return _both_directions(i, i + 1, d[ok])
+
+
+def add_ligands(data: HeteroData, table: ResidueTable, cutoff: float) -> None:
+    """Add ``ligand`` nodes (one per non-water HETATM group of ``table.ligands``) to ``data``.
+
+    ``ligand.x`` float32 ``[L, 8]``: heavy atoms / 10, fractions of C, N, O, S, P, halogen, other;
+    ``ligand.x_cat`` int64 ``[L, 1]``: kind (0 ion = one heavy atom, 1 molecule). Edges
+    ``(ligand, contacts, residue)`` and reverse for every ligand-residue pair with a heavy-atom
+    pair closer than ``cutoff`` angstrom, ``edge_attr`` ``[E, 1]`` = that closest distance.
+    """
+    lig = table.ligands
+    n_lig = 0 if lig is None else len(lig)
+    x = np.zeros((n_lig, 8), dtype=np.float32)
+    kind = np.zeros((n_lig, 1), dtype=np.int64)
+    index = np.zeros((2, 0), dtype=np.int64)
+    dist = np.zeros(0, dtype=np.float32)
+    if n_lig:
+        owner = lig.atom_ligand
+        counts = np.bincount(owner, minlength=n_lig).astype(np.float32)
+        elem = np.array(lig.atom_element, dtype=object)
+        cols = [elem == e for e in LIGAND_ELEMENTS]
+        cols.append(np.isin(elem, list(HALOGENS)))
+        cols.append(~np.any(cols, axis=0))
+        x[:, 0] = counts / 10.0
+        for c, mask in enumerate(cols, start=1):
+            x[:, c] = np.bincount(owner[mask], minlength=n_lig) / np.maximum(counts, 1)
+        kind[:, 0] = np.where(counts > 1, 1, 0)
+        sparse = cKDTree(lig.atom_xyz).sparse_distance_matrix(cKDTree(table.atom_xyz), cutoff,
+                                                              output_type="ndarray")
+        li, ri, d = owner[sparse["i"]], table.atom_residue[sparse["j"]], sparse["v"]
+        n = len(table)
+        key = li * n + ri
+        order = np.lexsort((d, key))                # per (ligand, residue), the closest atom pair first
+        key, d = key[order], d[order]
+        first = np.concatenate([[True], key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=bool)
+        index = np.stack([key[first] // n, key[first] % n]).astype(np.int64)
+        dist = d[first].astype(np.float32)
+    data["ligand"].x = torch.from_numpy(x)
+    data["ligand"].x_cat = torch.from_numpy(kind)
+    data["ligand"].num_nodes = n_lig
+    contacts = {"edge_attr": torch.from_numpy(dist.reshape(-1, 1)),
+                "edge_attr_cat": torch.zeros(index.shape[1], 0, dtype=torch.long)}
+    data["ligand", "contacts", "residue"].edge_index = torch.from_numpy(index)
+    data["residue", "contacts", "ligand"].edge_index = torch.from_numpy(index[::-1].copy())
+    for key_ in (("ligand", "contacts", "residue"), ("residue", "contacts", "ligand")):
+        for k, v in contacts.items():
+            data[key_][k] = v.clone()
+    lig_idx = torch.arange(n_lig)
+    zeros = torch.zeros(n_lig, dtype=torch.long)
+    data["ligand", "in", "protein"].edge_index = torch.stack([lig_idx, zeros])
+    data["protein", "has", "ligand"].edge_index = torch.stack([zeros, lig_idx])

@@ -60,9 +60,28 @@ RESIDUE_CATEGORICAL = (
 )
 
 
-def protein_schema() -> GraphSchema:
+LIGAND_ELEMENTS = ("C", "N", "O", "S", "P")
+HALOGENS = frozenset({"F", "CL", "BR", "I"})
+LIGAND_CONTINUOUS = (
+    FeatureSpec.continuous("heavy_atoms", unit="10 atoms", description="heavy atoms of the HETATM group / 10"),
+    *(FeatureSpec.continuous(f"frac_{e}", description=f"fraction of the group's heavy atoms that are {e}")
+      for e in LIGAND_ELEMENTS),
+    FeatureSpec.continuous("frac_halogen", description="fraction that are F, Cl, Br or I"),
+    FeatureSpec.continuous("frac_other", description="fraction of any other element (metals, B, Se, ...)"),
+)
+LIGAND_KINDS = ("ion", "molecule")
+"""``ion``: one heavy atom (Cl-, Mg2+, Zn2+, ...); ``molecule``: two or more. Index 2 = other."""
+LIGAND_CATEGORICAL = (
+    FeatureSpec.categorical("ligand_kind", len(LIGAND_KINDS) + 1, "ion (1 heavy atom), molecule (>= 2) + other"),
+)
+
+
+def protein_schema(ligands: bool = False) -> GraphSchema:
     """``residue`` (x ``[N, 8]``, x_cat ``[N, 2]``), ``protein`` (no features) and the
-    ``near`` / ``next`` / membership edges; residue-residue edges carry the CA distance (angstrom)."""
+    ``near`` / ``next`` / membership edges; residue-residue edges carry the CA distance (angstrom).
+    ``ligands`` adds the ``ligand`` node type (x ``[L, 8]``, x_cat ``[L, 1]``) with
+    ``(ligand, contacts, residue)`` / ``(residue, contacts, ligand)`` edges (closest heavy-atom
+    distance, angstrom) and ``(ligand, in, protein)`` / ``(protein, has, ligand)`` membership."""
     residue = NodeTypeSpec(RESIDUE_CATEGORICAL + RESIDUE_CONTINUOUS, name="residue",
                            description="amino-acid residues of the selected chains (ATOM records)")
     # identical to the drug_target edge source's declaration, so the two schema fragments merge
@@ -78,4 +97,18 @@ def protein_schema() -> GraphSchema:
         EdgeTypeSpec((), src="residue", rel="in", dst="protein", description="residue of the structure"),
         EdgeTypeSpec((), src="protein", rel="has", dst="residue", description="reverse of residue-in"),
     ]
-    return GraphSchema.of([residue, protein], edges)
+    nodes = [residue, protein]
+    if ligands:
+        nodes.append(NodeTypeSpec(LIGAND_CATEGORICAL + LIGAND_CONTINUOUS, name="ligand",
+                                  description="non-water HETATM group (ligand, ion, modified residue)"))
+        contact = (FeatureSpec.continuous("distance", unit="angstrom",
+                                          description="closest heavy-atom distance ligand-residue"),)
+        edges += [
+            EdgeTypeSpec(contact, src="ligand", rel="contacts", dst="residue",
+                         description="residue with a heavy atom within ligand_cutoff of the ligand"),
+            EdgeTypeSpec(contact, src="residue", rel="contacts", dst="ligand",
+                         description="reverse of (ligand, contacts, residue)"),
+            EdgeTypeSpec((), src="ligand", rel="in", dst="protein", description="ligand of the structure"),
+            EdgeTypeSpec((), src="protein", rel="has", dst="ligand", description="reverse of ligand-in"),
+        ]
+    return GraphSchema.of(nodes, edges)

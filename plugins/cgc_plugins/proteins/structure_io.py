@@ -57,6 +57,28 @@ class ResidueTable:
     atom_xyz: np.ndarray
     atom_residue: np.ndarray
     alphafold: bool
+    ligands: "LigandTable | None" = None
+
+    def __len__(self) -> int:
+        return len(self.chain)
+
+
+@dataclass
+class LigandTable:
+    """Non-water HETATM groups of the selected chains (ligands, ions, modified residues), in file order.
+
+    Attributes:
+        chain, resseq, resname: per group, ``[L]``.
+        atom_xyz: heavy-atom positions, float64 ``[M, 3]`` (angstrom); ``atom_ligand``: group index ``[M]``.
+        atom_element: element symbol per heavy atom, ``[M]`` (upper case).
+    """
+
+    chain: list[str]
+    resseq: np.ndarray
+    resname: list[str]
+    atom_xyz: np.ndarray
+    atom_ligand: np.ndarray
+    atom_element: list[str]
 
     def __len__(self) -> int:
         return len(self.chain)
@@ -99,11 +121,13 @@ def parse_structure(path: Path):
     return structure
 
 
-def read_residues(path: str | Path, chains: Sequence[str] | None = None, model_index: int = 0) -> ResidueTable:
+def read_residues(path: str | Path, chains: Sequence[str] | None = None, model_index: int = 0,
+                  ligands: bool = False) -> ResidueTable:
     """Parse ``path`` and collect the amino-acid residues of model ``model_index``.
 
     Args:
         chains: chain ids to keep (``None``: every chain with amino-acid residues).
+        ligands: also collect the non-water HETATM groups of those chains (``table.ligands``).
     Raises:
         RecordError: missing/empty/unparsable file, no protein chain (or none of ``chains``),
             non-finite coordinates.
@@ -118,11 +142,29 @@ def read_residues(path: str | Path, chains: Sequence[str] | None = None, model_i
     chain_ids, resseq, icode, resname, aa, ca, bfac = [], [], [], [], [], [], []
     xyz, owner = [], []
     present = []
+    lig_chain, lig_seq, lig_name, lig_xyz, lig_owner, lig_elem = [], [], [], [], [], []
     for chain in model:
         residues = [r for r in chain if r.id[0] == " "]
         if residues:
             present.append(chain.id)
-        if not residues or (wanted is not None and chain.id not in wanted):
+        if wanted is not None and chain.id not in wanted:
+            continue
+        if ligands:
+            for res in chain:
+                if not res.id[0].startswith("H_"):    # " " = amino acid, "W" = water
+                    continue
+                atoms = [a for a in res if a.element not in ("H", "D")] or list(res)
+                coords = np.array([a.coord for a in atoms], dtype=np.float64).reshape(-1, 3)
+                if not np.isfinite(coords).all():
+                    raise RecordError(f"{path}: non-finite (NaN/inf) coordinates in HETATM group "
+                                      f"{chain.id}:{res.id[1]} {res.resname}")
+                lig_owner.append(np.full(len(coords), len(lig_chain)))
+                lig_chain.append(chain.id)
+                lig_seq.append(res.id[1])
+                lig_name.append(res.resname.strip())
+                lig_xyz.append(coords)
+                lig_elem.extend((a.element or "").strip().upper() for a in atoms)
+        if not residues:
             continue
         for res in residues:
             atoms = [a for a in res if a.element != "H" and a.element != "D"] or list(res)
@@ -154,4 +196,9 @@ def read_residues(path: str | Path, chains: Sequence[str] | None = None, model_i
         path=path, model=model, chain=chain_ids, resseq=np.array(resseq, dtype=np.int64), icode=icode,
         resname=resname, aa=np.array(aa, dtype=np.int64), ca=np.array(ca, dtype=np.float64),
         ca_bfactor=np.array(bfac, dtype=np.float32), atom_xyz=np.concatenate(xyz),
-        atom_residue=np.concatenate(owner), alphafold=_looks_like_alphafold(path))
+        atom_residue=np.concatenate(owner), alphafold=_looks_like_alphafold(path),
+        ligands=None if not ligands else LigandTable(
+            chain=lig_chain, resseq=np.array(lig_seq, dtype=np.int64), resname=lig_name,
+            atom_xyz=np.concatenate(lig_xyz) if lig_xyz else np.zeros((0, 3)),
+            atom_ligand=np.concatenate(lig_owner) if lig_owner else np.zeros(0, dtype=np.int64),
+            atom_element=lig_elem))
