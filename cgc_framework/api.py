@@ -108,6 +108,8 @@ def describe_plan(plan: Plan, built: BuiltData | None = None) -> str:
             lines.append(f"  skipped by {component}: {n}")
         for e in built.skips.entries[:10]:
             lines.append(f"    {e.record_id}: {e.reason}")
+        for key, value in plan.dataset.describe().items():
+            lines.append(f"  dataset {key}: {value}")
     lines += ["", "stages:"]
     for i, st in enumerate(cfg.stages):
         weights = ", ".join(f"{k}={w:g} ({plan.tasks[k].info.name})" for k, w in st.weights.items())

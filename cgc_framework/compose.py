@@ -11,15 +11,19 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from pydantic import BaseModel
 
 from .config import CGCConfig
-from .contracts import Dataset, EdgeSource, GraphBuilder, Modality
+from .contracts import Dataset, EdgeSource, GraphBuilder, HeldOutMolecules, Modality
 from .errors import ConfigError, UnknownComponentError
 from .graph import GraphSchema
 from .plugins import ComponentInfo, PluginRegistry
+from .records import Record, SkipLog
+
+LEAKAGE_GUARD = "leakage_guard"
+"""The component name under which the leakage guard's skips are counted and listed."""
 
 
 @dataclass
@@ -63,6 +67,9 @@ class Plan:
     tasks: dict[str, ComponentSpec]
     evaluations: dict[str, ComponentSpec]
     schema: GraphSchema = field(default_factory=GraphSchema)
+    #: memo shared by the evaluations of one run (e.g. graphs of held-out records, keyed by the
+    #: evaluator's own key); driver-side only, never saved.
+    evaluation_cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def resolved(self) -> dict[str, Any]:
         """The config with defaults filled in and every component's params as validated (file
@@ -157,9 +164,83 @@ def compose(config: CGCConfig, registry: PluginRegistry, base_dir: Path, source:
         edge_sources[k] = (s, source)
     if problems:
         raise fail()
-    return Plan(config, Path(base_dir), registry, ds, dataset, modalities, edge_sources, enc,
+    plan = Plan(config, Path(base_dir), registry, ds, dataset, modalities, edge_sources, enc,
                 {k: v for k, v in tasks.items() if v is not None},
                 {k: v for k, v in evals.items() if v is not None}, schema)
+    if config.data.exclude_evaluation_test_molecules and plan.evaluations:
+        plan.dataset = HeldOutFilter(dataset, plan)
+    return plan
+
+
+class HeldOutFilter(Dataset):
+    """The leakage guard: the run's dataset without the records whose molecule an evaluation of
+    the plan holds out (:meth:`~cgc_framework.contracts.Evaluator.held_out_molecules`).
+
+    The held-out sets are collected lazily, on the first :meth:`records` call (evaluators may read
+    benchmark files to list them), so composing a plan stays cheap. Each dropped record is added
+    to the :class:`SkipLog` under the component ``leakage_guard`` with the reason
+    ``held out: in the <where> of evaluation '<key>' (<evaluator>)``; nothing is dropped silently.
+    Every other attribute is the wrapped dataset's.
+    """
+
+    def __init__(self, inner: Dataset, plan: Plan):
+        self.inner = inner
+        self._plan = plan
+        self._held: list[tuple[str, str, HeldOutMolecules]] | None = None
+        self.dropped = 0
+        self.dropped_molecules: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:  # only reached for attributes not set here
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def held_out(self) -> list[tuple[str, str, HeldOutMolecules]]:
+        """``[(evaluation key, evaluator name, HeldOutMolecules)]`` of the evaluations that hold
+        molecules out (computed once)."""
+        if self._held is None:
+            held = []
+            plan = self._plan
+            for key, spec in plan.evaluations.items():
+                evaluator = plan.registry.create("evaluator", spec.info.name, spec.params)
+                listing = getattr(evaluator, "held_out_molecules", None)  # duck-typed evaluators: none
+                if listing is None:
+                    continue
+                with plan.registry.guard(spec.info, "listing its held-out molecules"):
+                    h = listing(plan)
+                if h is not None and h.keys:
+                    held.append((key, spec.info.name, h))
+            self._held = held
+        return self._held
+
+    def records(self, skips: SkipLog) -> Iterator[Record]:
+        held = self.held_out()
+        self.dropped, self.dropped_molecules = 0, set()
+        if not held:
+            yield from self.inner.records(skips)
+            return
+        for record in self.inner.records(skips):
+            reason = None
+            for key, name, h in held:
+                mol = h.key_of(record)
+                if mol is not None and mol in h.keys:
+                    reason = f"held out: in the {h.keys[mol]} of evaluation '{key}' ({name})"
+                    break
+            if reason is None:
+                yield record
+                continue
+            self.dropped += 1
+            self.dropped_molecules.add(mol)  # type: ignore[arg-type]
+            skips.add(record.id, LEAKAGE_GUARD, "smiles", record.fields.get("smiles"), reason)
+
+    def describe(self) -> dict[str, Any]:
+        info = dict(self.inner.describe())
+        if self._held:
+            sets = "; ".join(f"'{k}' ({n}): {len(h.keys)} molecules" for k, n, h in self._held)
+            info["leakage guard (data.exclude_evaluation_test_molecules)"] = (
+                f"evaluation molecules held out of pretraining: {sets}; {self.dropped} records of "
+                f"{len(self.dropped_molecules)} such molecules left out (listed in skipped_records.csv)")
+        return info
 
 
 def _builders_for(registry: PluginRegistry, modality: str) -> list[str]:

@@ -61,6 +61,10 @@ class DataSection(StrictModel):
     cache_dir: Path | None = Field(None, description="featurization cache folder (else env CGC_FEATURE_CACHE; "
                                                      "neither: no cache); relative to the working directory")
     featurize_workers: int = Field(0, ge=0, description="processes that build graphs in parallel; 0 = in-process")
+    exclude_evaluation_test_molecules: bool = Field(
+        True, description="leakage guard: leave out of pretraining every record whose molecule an evaluation "
+                          "in `evaluations:` scores as unseen (e.g. its scaffold test split); each is "
+                          "counted and listed with the reason")
 
 
 class ModalityRef(StrictModel):

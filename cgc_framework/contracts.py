@@ -8,7 +8,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -155,7 +155,30 @@ class EvaluationResult:
     summary_markdown: str = ""
 
 
+@dataclass
+class HeldOutMolecules:
+    """Molecules an evaluation scores as unseen, so the pretraining corpus must not contain them.
+
+    Attributes:
+        keys: molecule key -> where it is held out, as a phrase (e.g. ``"scaffold test split of
+            bbbp"``); the leakage guard writes ``held out: in the <where> ...`` as the skip reason.
+        key_of: the key of one pretraining record (e.g. the InChIKey connectivity block of its
+            SMILES), ``None`` when the record has no molecule. Called once per record: cache
+            inside it if it is costly.
+    """
+
+    keys: dict[str, str]
+    key_of: Callable[[Record], str | None]
+
+
 class Evaluator(ABC):
     @abstractmethod
     def evaluate(self, context: EvaluationContext) -> EvaluationResult:
         """Run the evaluation protocol and return its tables."""
+
+    def held_out_molecules(self, plan: Any) -> HeldOutMolecules | None:
+        """The molecules this evaluation will score as unseen (e.g. the scaffold test split of a
+        benchmark), for the leakage guard (``data.exclude_evaluation_test_molecules``): records of
+        the pretraining dataset whose key is among them are skipped and reported. Called on the
+        driver before featurization, with the composed plan; default: none."""
+        return None

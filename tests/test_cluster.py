@@ -8,6 +8,7 @@ import pytest
 
 from cgc_framework.api import run
 from cgc_framework.orchestrator import load_checkpoint
+from conftest import MACHINERY
 
 
 @pytest.mark.slow
@@ -27,7 +28,7 @@ def test_staged_run_on_a_two_node_cluster(registry_yaml, tmp_path):
         ray.init(address=cluster.address)
         assert len([n for n in ray.nodes() if n["Alive"]]) == 2
         res = run(registry_yaml, overrides=[
-            "trainer.num_workers=2", "model.encoder.params.hidden_dim=16",
+            *MACHINERY, "trainer.num_workers=2", "model.encoder.params.hidden_dim=16",
             "stages=[{name: warmup, epochs: 1, weights: {mask: 1.0}}, {name: mask, epochs: 1, weights: {mask: 0.5}}]"],
             run_dir=tmp_path / "run", progress=False)
     finally:

@@ -10,7 +10,7 @@ import torch
 from cgc_framework import hookimpl
 from cgc_framework.api import run
 from cgc_framework.orchestrator import load_checkpoint
-from conftest import one_stage
+from conftest import MACHINERY, one_stage
 
 
 class _GraphSizeTask:
@@ -40,7 +40,7 @@ def test_one_worker_full_batch_equals_two_workers_half_batch(registry_yaml, tmp_
     import ray.cloudpickle
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
-    base = [one_stage(1), "model.encoder.params.hidden_dim=16", "optimizer.batch_size=32",
+    base = [*MACHINERY, one_stage(1), "model.encoder.params.hidden_dim=16", "optimizer.batch_size=32",
             "tasks.mask={name: graph_size}", "optimizer.lr=0.01"]
     params = {}
     for workers in (1, 2):

@@ -18,10 +18,10 @@ import pytest
 from cgc_framework import hookimpl
 from cgc_framework.api import resume, run
 from cgc_framework.orchestrator import find_resume_checkpoint, load_checkpoint
-from conftest import one_stage
+from conftest import MACHINERY, one_stage
 
 BIN = Path(sys.executable).parent
-OVERRIDES = ["trainer.num_workers=0", one_stage(3), "model.encoder.params.hidden_dim=16",
+OVERRIDES = [*MACHINERY, "trainer.num_workers=0", one_stage(3), "model.encoder.params.hidden_dim=16",
              "trainer.checkpoint_every_steps=4", "trainer.keep_checkpoints=2"]
 
 
@@ -105,7 +105,7 @@ def test_a_killed_worker_is_replaced_and_training_resumes(registry_yaml, tmp_pat
     import ray.cloudpickle
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
-    res = run(registry_yaml, overrides=["trainer.num_workers=1", one_stage(2), "model.encoder.params.hidden_dim=16",
+    res = run(registry_yaml, overrides=[*MACHINERY, "trainer.num_workers=1", one_stage(2), "model.encoder.params.hidden_dim=16",
                                         "trainer.checkpoint_every_steps=4", "tasks.mask.name=die_once"],
               run_dir=tmp_path / "r", progress=False, extra_plugins=(_DieOnce(),))
     assert (tmp_path / "died").exists()  # the fault happened

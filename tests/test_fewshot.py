@@ -63,23 +63,34 @@ def test_fewshot_table_has_every_method_k_and_draw(fewshot_run):
     assert "| bbbp | ecfp_lr |" in fewshot_run.summary_path.read_text()
 
 
-def test_leakage_table_counts_pretraining_molecules_in_the_splits(fewshot_run, shared_data, tmp_path):
-    from cgc_plugins.evaluators.fewshot import inchikey14
+def test_leakage_guard_holds_the_scaffold_test_molecules_out_and_says_so(fewshot_run, shared_data):
+    from cgc_plugins.datasets.lincs import EMBEDDED_COMPOUNDS
+    from cgc_plugins.evaluators.common import inchikey14
 
     leaks = pd.read_csv(fewshot_run.run_dir / "evaluations" / "fs" / "leakage.csv")
-    ds = load_molnet("bbbp", shared_data / "moleculenet", tmp_path)
-    from cgc_plugins.datasets.lincs import EMBEDDED_COMPOUNDS
-
-    corpus = {inchikey14(s) for s in pd.read_csv(EMBEDDED_COMPOUNDS).smiles.dropna()} - {None}
-    expected = sum(inchikey14(s) in corpus for s in ds.test.smiles)
+    ds = load_molnet("bbbp", shared_data / "moleculenet")
+    comp = pd.read_csv(EMBEDDED_COMPOUNDS).dropna(subset=["smiles"])
+    test_keys = {inchikey14(s) for s in ds.test.smiles}
+    corpus = {inchikey14(s) for s in comp.smiles} - {None}
+    assert len(corpus & test_keys) >= 3  # the embedded plate shares molecules with BBBP's test split
+    # ... which the guard left out of pretraining, one skip per well, with the reason
+    skipped = pd.read_csv(fewshot_run.run_dir / "skipped_records.csv")
+    guarded = skipped[skipped.component == "leakage_guard"]
+    assert set(guarded.reason) == {"held out: in the scaffold test split of bbbp of evaluation 'fs' (few_shot)"}
+    assert {inchikey14(s) for s in guarded.value} == corpus & test_keys
     row = leaks[(leaks.dataset == "bbbp") & (leaks.split == "test")]
-    assert row.molecules.item() == len(ds.test.smiles) and row.seen_in_pretraining.item() == expected
-    assert f"bbbp {expected}/{len(ds.test.smiles)}" in fewshot_run.summary_path.read_text()
+    assert row.molecules.item() == len(ds.test.smiles) and row.seen_in_pretraining.item() == 0
+    train = leaks[(leaks.dataset == "bbbp") & (leaks.split == "train")]
+    assert train.seen_in_pretraining.item() == sum(inchikey14(s) in corpus for s in ds.train.smiles) > 0
+    summary = fewshot_run.summary_path.read_text()
+    assert f"bbbp 0/{len(ds.test.smiles)}" in summary and f"left {len(guarded)} pretraining records" in summary
+    assert "leakage_guard" in summary
 
 
 def test_ecfp_baseline_matches_an_independent_sklearn_fit(fewshot_run, shared_data, tmp_path):
     ds = load_molnet("bbbp", shared_data / "moleculenet", tmp_path)
     table = pd.read_csv(fewshot_run.run_dir / "evaluations" / "fs" / "few_shot.csv")
+    assert set(table.method) >= {"ecfp_lr"}
     row = table[(table.method == "ecfp_lr") & (table.k == 5) & (table.draw == 1) & (table.metric == "auroc")]
     rng = np.random.default_rng([0, 0, 5, 1])  # seed, task, k, draw: the evaluator's documented stream
     y, present = ds.train.y[:, 0], ds.train.present[:, 0]

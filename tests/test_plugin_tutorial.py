@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import one_stage
+from conftest import MACHINERY, cli_sets, one_stage
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "docs" / "examples" / "cgc-target-sequence"
@@ -43,7 +43,7 @@ def test_example_modality_is_used_by_a_pretraining_run(example_env, registry_yam
     res = subprocess.run(
         [BIN / "cgc-run", str(registry_yaml), "--quiet", "--run-dir", str(run_dir),
          "--set", "graph.modalities.target_sequence={builder: fasta_target_sequence, required: false}",
-         "--set", "trainer.num_workers=2", "--set", one_stage(2),
+         "--set", "trainer.num_workers=2", "--set", one_stage(2), *cli_sets(MACHINERY),
          "--set", "model.encoder.params.hidden_dim=16"],
         capture_output=True, text=True, env=example_env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr

@@ -18,7 +18,7 @@ from cgc_framework.api import plan_run
 from cgc_framework.errors import PluginError
 from cgc_framework.featurize import build_graphs
 from cgc_framework.plugins import load_registry
-from conftest import one_stage
+from conftest import MACHINERY, cli_sets, one_stage
 
 BIN = Path(sys.executable).parent
 
@@ -121,7 +121,8 @@ def test_third_party_plugin_is_listed_and_usable_from_yaml(third_party_site, tmp
     res = subprocess.run(
         [BIN / "cgc-run", str(registry_yaml), "--quiet", "--run-dir", str(run_dir),
          "--set", "model.encoder={name: mlp_only, params: {hidden_dim: 8}}",
-         "--set", "trainer.num_workers=0", "--set", one_stage(1), "--set", "data.max_records=40"],
+         "--set", "trainer.num_workers=0", "--set", one_stage(1), "--set", "data.max_records=40",
+         *cli_sets(MACHINERY)],
         capture_output=True, text=True, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     plugins = json.loads((run_dir / "plugins.json").read_text())

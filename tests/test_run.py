@@ -13,7 +13,7 @@ import torch
 
 from cgc_framework import hookimpl
 from cgc_framework.api import run
-from conftest import one_stage
+from conftest import MACHINERY, cli_sets, one_stage
 from cgc_framework.errors import DataError
 from cgc_framework.graph import GraphSchema
 from cgc_framework.orchestrator import build_model, load_checkpoint
@@ -21,7 +21,7 @@ from cgc_framework.plugins import load_registry
 from cgc_plugins.datasets.lincs import EMBEDDED_COMPOUNDS
 
 BIN = Path(sys.executable).parent
-FAST = ["trainer.num_workers=0", one_stage(3), "model.encoder.params.hidden_dim=32"]
+FAST = ["trainer.num_workers=0", one_stage(3), "model.encoder.params.hidden_dim=32", *MACHINERY]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_a_run_whose_every_record_fails_stops_with_a_clear_error(registry_yaml, 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ray_train_workers(registry_yaml, tmp_path, workers):
     res = run(registry_yaml, overrides=[f"trainer.num_workers={workers}", one_stage(2),
-                                        "model.encoder.params.hidden_dim=32"],
+                                        "model.encoder.params.hidden_dim=32", *MACHINERY],
               run_dir=tmp_path / f"w{workers}", progress=False)
     m = res.metrics
     # global batch 32 split over the workers: 11 optimizer steps per epoch either way
@@ -130,7 +130,10 @@ def test_cli_runs_the_default_config_end_to_end(registry_yaml, tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().endswith(str(tmp_path / "cli"))
     assert "pretraining" in res.stderr  # progress bar
-    assert (tmp_path / "cli" / "summary.md").is_file()
+    summary = (tmp_path / "cli" / "summary.md").read_text()
+    for evaluation in ("zeroshot", "causal"):  # the default run's small evaluation
+        assert f"### {evaluation} (" in summary
+        assert any((tmp_path / "cli" / "evaluations" / evaluation).glob("*.csv"))
 
 
 def test_dry_run_prints_the_composed_plan_without_training(registry_yaml, tmp_path):
@@ -140,7 +143,9 @@ def test_dry_run_prints_the_composed_plan_without_training(registry_yaml, tmp_pa
     out = res.stdout
     assert "model.encoder" in out and "hgt" in out and "cgc-framework" in out
     assert "node atom" in out and "x_cat[119," in out
-    assert "360 records read, 342 experiment graphs, 18 skipped, 0 optional subgraphs omitted" in out
+    # the default holds ~20% of compounds out of pretraining for its evaluations (60 wells)
+    assert "300 records read, 288 experiment graphs, 12 skipped, 0 optional subgraphs omitted" in out
+    assert "'not_in_selected_splits': 60" in out and "evaluations.zeroshot" in out
     assert "1. mask: 8 epochs; mask=1 (masked_recovery)" in out
     assert "3. causal: 8 epochs; mask=1 (masked_recovery), contrast=0.5 (contrast), causal=1 (causal)" in out
     assert not (tmp_path / "runs").exists()

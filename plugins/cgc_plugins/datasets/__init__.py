@@ -5,10 +5,15 @@ from cgc_framework import hookimpl
 from .experiment import CellPaintingExperiments, ExperimentParams
 from .image_fields import ImageFieldsDataset, ImageFieldsParams
 from .lincs import LincsPlateDataset, LincsPlateParams
+from .structures import StructurePairsDataset, StructurePairsParams
+from .scm import SCMCellPainting, SCMParams
 
 
 @hookimpl
 def register_datasets(register):
+    register("scm_cellpainting", SCMCellPainting, params=SCMParams,
+             description="seeded structural causal model of Cell Painting experiments with a plate/batch "
+                         "confounder and analytic do() effects (real compounds and feature names)")
     register("lincs_cellpainting", LincsPlateDataset, params=LincsPlateParams,
              description="LINCS Cell Painting plate(s): treated wells + compound SMILES "
                          "(default: the embedded A549 plate SQ00015054)")
@@ -19,3 +24,4 @@ def register_datasets(register):
     register("cellpainting_image_fields", ImageFieldsDataset, params=ImageFieldsParams,
              description="image fields of view (channel images + optional masks/outlines) as records "
                          "for the cell_image builder")
+    register("structure_pairs", StructurePairsDataset, params=StructurePairsParams, description="compound x target-structure pairs (structure index + Repurposing Hub): smiles + structure_path records for rdkit_molecule + biopython_protein")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import zlib
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -93,6 +94,12 @@ class SplitParams(BaseModel):
     ``u < test_fraction``, val if ``u < test_fraction + val_fraction``, else train), so it needs no
     pass over the data (streams) and is identical across runs and machines; fractions hold in
     expectation over groups.
+
+    Explicit hold-out (``test_groups``, e.g. two of the six LINCS doses or a list of MoAs): those
+    groups are the test part (``test_fraction`` is then unused) and the hash decides val/train among
+    the rest. Numeric keys match within 5 % (``0.04`` matches the file's ``0.041152``), others as
+    strings. ``val_by: record`` draws the val part per record (hash of the record id) instead of
+    per group: an in-distribution hold-out of wells beside an out-of-distribution test part.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -101,14 +108,43 @@ class SplitParams(BaseModel):
     seed: int = 0
     test_fraction: float = Field(0.2, ge=0, le=1)
     val_fraction: float = Field(0.1, ge=0, le=1)
+    test_groups: list[str | float] | None = Field(
+        None, description="these groups (of `by`) are the test part; the hash splits the rest into val/train")
+    val_by: Literal["group", "record"] = Field(
+        "group", description="val part drawn per group, or per record (in-distribution hold-out)")
 
 
-def assign_split(key: object, p: SplitParams) -> str:
-    """``"train"`` / ``"val"`` / ``"test"`` for one group key (see :class:`SplitParams`)."""
+def _group_matches(key: object, groups: list[str | float]) -> bool:
+    """``key`` is one of ``groups``: numbers within 5 % relative, everything else as strings."""
+    for g in groups:
+        try:
+            a, b = float(key), float(g)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            if str(key) == str(g):
+                return True
+            continue
+        if math.isclose(a, b, rel_tol=0.05):
+            return True
+    return False
+
+
+def assign_split(key: object, p: SplitParams, record_id: str | None = None) -> str:
+    """``"train"`` / ``"val"`` / ``"test"`` for one group key (see :class:`SplitParams`);
+    ``record_id`` is hashed instead of the key for the val draw when ``val_by == "record"``."""
     if p.by == "none":
         return "train"
+    if p.test_groups is not None:
+        if _group_matches(key, p.test_groups):
+            return "test"
+        v = zlib.crc32(f"{p.seed}|val|{record_id if p.val_by == 'record' else key}".encode()) / 2**32
+        return "val" if v < p.val_fraction else "train"
     u = zlib.crc32(f"{p.seed}|{key}".encode()) / 2**32
-    return "test" if u < p.test_fraction else "val" if u < p.test_fraction + p.val_fraction else "train"
+    if u < p.test_fraction:
+        return "test"
+    if p.val_by == "record":
+        v = zlib.crc32(f"{p.seed}|val|{record_id}".encode()) / 2**32
+        return "val" if v < p.val_fraction else "train"
+    return "val" if u < p.test_fraction + p.val_fraction else "train"
 
 
 class ExperimentParams(BaseModel):
@@ -317,7 +353,7 @@ class CellPaintingExperiments(Dataset):
                     no_smiles.add(str(fields["compound_id"]))
                 group = {"compound": fields["compound_id"], "dose": fields["dose_um"],
                          "cell_line": fields["cell_line"], "moa": fields["moa"]}.get(self.p.split.by)
-                part = assign_split(group, self.p.split)
+                part = assign_split(group, self.p.split, rid)
                 self.split_counts[part] = self.split_counts.get(part, 0) + 1
                 if part not in self.p.include_splits:
                     counts["not_in_selected_splits"] += 1

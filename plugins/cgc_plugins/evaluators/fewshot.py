@@ -13,24 +13,20 @@ macro-averaged over tasks, mean and 95% CI over draws.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from cgc_framework.config import ExistingPath
-from cgc_framework.contracts import EvaluationContext, EvaluationResult, Evaluator
-from cgc_framework.graph import GraphSchema
+from cgc_framework.contracts import EvaluationContext, EvaluationResult, Evaluator, HeldOutMolecules
 from cgc_framework.metrics import SingleClassError, classification_metrics, mean_ci
-from cgc_framework.orchestrator import build_model
-from .molecule_graphs import embed, smiles_to_graphs
-from .molnet import CLASSIFICATION_SETS, MolnetSet, load_molnet
+from .common import (embed_smiles, guard_note, held_out, inchikey14, leakage_rows, pretrained_from_context,  # noqa: F401
+                     pretraining_inchikeys)
+from .molnet import CLASSIFICATION_SETS, MolnetSet, load_molnet, scaffold_test_smiles
 
 Method = Literal["pretrained", "untrained", "ecfp_lr", "ecfp_rf"]
 
@@ -50,25 +46,10 @@ class FewShotParams(BaseModel):
             raise ValueError(f"k must be >= 1 (k = 0 is the zero-shot evaluator), got {self.k}")
 
 
-def inchikey14(smiles: str) -> str | None:
-    """Connectivity block of the InChIKey (stereo and protonation ignored), or None if unparsable."""
-    from rdkit import Chem, RDLogger
-
-    RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) else None
-    return Chem.MolToInchiKey(mol)[:14] if mol is not None and mol.GetNumAtoms() else None
-
-
-def pretraining_inchikeys(ctx: EvaluationContext) -> set[str]:
-    """InChIKey14 of every molecule in the run's pretraining dataset (the leakage reference)."""
-    from cgc_framework.records import SkipLog
-
-    keys = set()
-    for record in ctx.plan.dataset.records(SkipLog()):
-        key = inchikey14(record.fields.get("smiles"))
-        if key:
-            keys.add(key)
-    return keys
+def scaffold_held_out(datasets: list[str], data_dir) -> HeldOutMolecules:
+    """The scaffold test molecules of ``datasets`` (InChIKey14), for the leakage guard."""
+    return held_out((inchikey14(s), f"scaffold test split of {name}")
+                    for name in datasets for s in scaffold_test_smiles(name, data_dir))
 
 
 def _support(y: np.ndarray, present: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray | None:
@@ -92,75 +73,68 @@ class FewShotEvaluator(Evaluator):
     def __init__(self, params: FewShotParams | None = None):
         self.params = params or FewShotParams()
 
-    def _features(self, ctx: EvaluationContext, ds: MolnetSet) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Per method: (train features, test features), rows restricted to molecules every method has."""
+    def held_out_molecules(self, plan) -> HeldOutMolecules:
+        return scaffold_held_out(self.params.datasets, self.params.data_dir)
+
+    def _features(self, ctx: EvaluationContext, ds: MolnetSet) -> dict[str, tuple]:
+        """Per encoder method: (train features, train accepted mask, test features, test mask);
+        molecule-level embeddings from :mod:`cgc_framework.embeddings`."""
         feats: dict[str, tuple] = {}
-        encoders = {}
-        if "pretrained" in self.params.methods:
-            encoders["pretrained"] = ctx.model.encoder
-        if "untrained" in self.params.methods:
-            torch.manual_seed(ctx.seed)
-            ckpt = torch.load(ctx.checkpoint, map_location="cpu", weights_only=True)
-            fresh = build_model(ckpt, GraphSchema.from_dict(ckpt["schema"]), ctx.plan.registry).eval()
-            encoders["untrained"] = fresh.encoder.to(ctx.device)
-        graphs = (smiles_to_graphs(ctx, list(ds.train.smiles)), smiles_to_graphs(ctx, list(ds.test.smiles)))
-        for name, enc in encoders.items():
-            (tr_g, tr_ok), (te_g, te_ok) = graphs
-            feats[name] = (embed(enc, tr_g, ctx.device), tr_ok, embed(enc, te_g, ctx.device), te_ok)
+        for name in ("pretrained", "untrained"):
+            if name in self.params.methods:
+                pre = pretrained_from_context(ctx, untrained=name == "untrained")
+                feats[name] = (*embed_smiles(pre, list(ds.train.smiles)), *embed_smiles(pre, list(ds.test.smiles)))
         return feats
 
     def evaluate(self, ctx: EvaluationContext) -> EvaluationResult:
         p = self.params
         rows, notes, leakage = [], [], []
-        seen = pretraining_inchikeys(ctx)
-        with tempfile.TemporaryDirectory(prefix="cgc-molnet-") as save_dir:
-            for name in p.datasets:
-                ds = load_molnet(name, p.data_dir, Path(save_dir), ctx.seed)
-                feats = self._features(ctx, ds)
-                # molecules the run's builder rejects are excluded for every method alike
-                tr_keep = np.ones(len(ds.train.smiles), bool)
-                te_keep = np.ones(len(ds.test.smiles), bool)
-                for _tr, tr_ok, _te, te_ok in feats.values():
-                    tr_keep &= tr_ok
-                    te_keep &= te_ok
-                x = {m: (f[0][tr_keep[f[1]]], f[2][te_keep[f[3]]]) for m, f in feats.items()}
-                x["ecfp_lr"] = x["ecfp_rf"] = (ds.train.ecfp[tr_keep], ds.test.ecfp[te_keep])
-                y_tr, pr_tr = ds.train.y[tr_keep], ds.train.present[tr_keep]
-                y_te, pr_te = ds.test.y[te_keep], ds.test.present[te_keep]
-                if (~tr_keep).sum() or (~te_keep).sum():
-                    notes.append(f"{name}: {(~tr_keep).sum()} train / {(~te_keep).sum()} test molecules "
-                                 f"rejected by the molecule builder, excluded for every method")
-                for split, smiles in (("train", ds.train.smiles), ("test", ds.test.smiles)):
-                    n_seen = sum(inchikey14(s) in seen for s in smiles)
-                    leakage.append({"dataset": name, "split": split, "molecules": len(smiles),
-                                    "seen_in_pretraining": n_seen})
-                tasks = ds.tasks[: p.max_tasks] if p.max_tasks else ds.tasks
-                for t, task in enumerate(tasks):
-                    for k in p.k:
-                        for draw in range(p.draws):
-                            rng = np.random.default_rng([ctx.seed, t, k, draw])
-                            idx = _support(y_tr[:, t], pr_tr[:, t], k, rng)
-                            if idx is None:
-                                notes.append(f"{name}/{task}: fewer than {k} labelled molecules of a class; k={k} skipped")
+        seen = pretraining_inchikeys(ctx.plan)
+        for name in p.datasets:
+            ds = load_molnet(name, p.data_dir)
+            feats = self._features(ctx, ds)
+            # molecules the run's builder rejects are excluded for every method alike
+            tr_keep = np.ones(len(ds.train.smiles), bool)
+            te_keep = np.ones(len(ds.test.smiles), bool)
+            for _tr, tr_ok, _te, te_ok in feats.values():
+                tr_keep &= tr_ok
+                te_keep &= te_ok
+            x = {m: (f[0][tr_keep[f[1]]], f[2][te_keep[f[3]]]) for m, f in feats.items()}
+            x["ecfp_lr"] = x["ecfp_rf"] = (ds.train.ecfp[tr_keep], ds.test.ecfp[te_keep])
+            y_tr, pr_tr = ds.train.y[tr_keep], ds.train.present[tr_keep]
+            y_te, pr_te = ds.test.y[te_keep], ds.test.present[te_keep]
+            if (~tr_keep).sum() or (~te_keep).sum():
+                notes.append(f"{name}: {(~tr_keep).sum()} train / {(~te_keep).sum()} test molecules "
+                             f"rejected by the molecule builder, excluded for every method")
+            leakage += leakage_rows(name, {"train": ds.train.smiles, "test": ds.test.smiles}, seen)
+            tasks = ds.tasks[: p.max_tasks] if p.max_tasks else ds.tasks
+            for t, task in enumerate(tasks):
+                for k in p.k:
+                    for draw in range(p.draws):
+                        rng = np.random.default_rng([ctx.seed, t, k, draw])
+                        idx = _support(y_tr[:, t], pr_tr[:, t], k, rng)
+                        if idx is None:
+                            notes.append(f"{name}/{task}: fewer than {k} labelled molecules of a class; k={k} skipped")
+                            break
+                        test_rows = pr_te[:, t]
+                        for method in p.methods:
+                            xtr, xte = x[method]
+                            score = _fit_predict(method, xtr[idx], y_tr[idx, t], xte[test_rows], ctx.seed + draw)
+                            try:
+                                values = classification_metrics(y_te[test_rows, t], score)
+                            except SingleClassError:
+                                notes.append(f"{name}/{task}: one class in the test split; skipped")
                                 break
-                            test_rows = pr_te[:, t]
-                            for method in p.methods:
-                                xtr, xte = x[method]
-                                score = _fit_predict(method, xtr[idx], y_tr[idx, t], xte[test_rows], ctx.seed + draw)
-                                try:
-                                    values = classification_metrics(y_te[test_rows, t], score)
-                                except SingleClassError:
-                                    notes.append(f"{name}/{task}: one class in the test split; skipped")
-                                    break
-                                rows += [{"dataset": name, "task": task, "method": method, "k": k, "draw": draw,
-                                          "metric": m, "value": v, "n_test": int(test_rows.sum())}
-                                         for m, v in values.items()]
+                            rows += [{"dataset": name, "task": task, "method": method, "k": k, "draw": draw,
+                                      "metric": m, "value": v, "n_test": int(test_rows.sum())}
+                                     for m, v in values.items()]
         table, leaks = pd.DataFrame(rows), pd.DataFrame(leakage)
         text = summarize(table, sorted(set(notes)))
         test_leaks = leaks[leaks.split == "test"]
         text += "\n\nMolecules of the scaffold test splits that the pretraining data contained " \
                 "(InChIKey connectivity match): " + ", ".join(
-                    f"{r.dataset} {r.seen_in_pretraining}/{r.molecules}" for r in test_leaks.itertuples()) + "."
+                    f"{r.dataset} {r.seen_in_pretraining}/{r.molecules}" for r in test_leaks.itertuples()) + ". " \
+            + guard_note(ctx.plan)
         return EvaluationResult({"few_shot": table, "leakage": leaks}, text)
 
 

@@ -1,14 +1,19 @@
 """MoleculeNet classification sets through DeepChem's own loaders (scaffold split, ECFP4).
 
 With internet DeepChem downloads the CSVs; offline, ``data_dir`` must hold them under DeepChem's
-file names (the loader then skips the download). ``save_dir`` caches the featurized splits.
+file names (the loader then skips the download). ``save_dir`` caches the featurized splits; by
+default (:func:`molnet_cache_dir`) a folder under the system temporary directory keyed by the input
+files and the DeepChem version, so the leakage guard (which lists the scaffold test molecules
+before pretraining) and the evaluator that scores them featurize each set once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +49,29 @@ def _loader(name: str):
     return getattr(dc.molnet, fn)
 
 
-def load_molnet(name: str, data_dir: Path | None, save_dir: Path, seed: int = 0) -> MolnetSet:
-    """Load ``name`` with DeepChem's scaffold splitter (train/valid/test 80/10/10)."""
+def molnet_cache_dir(data_dir: Path | None) -> Path:
+    """``<tmp>/cgc-molnet/<key>``: the key hashes ``data_dir``'s file names, sizes and mtimes and
+    the DeepChem version (a changed CSV or DeepChem gets a fresh folder)."""
+    import deepchem as dc
+
+    h = hashlib.sha256(str(getattr(dc, "__version__", "")).encode())
+    if data_dir is None:
+        h.update(b"download")
+    else:
+        for f in sorted(Path(data_dir).iterdir()):
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    path = Path(tempfile.gettempdir()) / "cgc-molnet" / h.hexdigest()[:16]
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_molnet(name: str, data_dir: Path | None, save_dir: Path | None = None, seed: int = 0) -> MolnetSet:
+    """Load ``name`` with DeepChem's scaffold splitter (train/valid/test 80/10/10); ``save_dir``
+    default: :func:`molnet_cache_dir`. (The scaffold split is deterministic; ``seed`` is unused.)"""
+    if save_dir is None:
+        save_dir = molnet_cache_dir(data_dir)
     if name not in CLASSIFICATION_SETS:
         raise ValueError(f"unknown MoleculeNet set {name!r}; choose from {', '.join(CLASSIFICATION_SETS)}")
     from rdkit import RDLogger
@@ -55,8 +81,13 @@ def load_molnet(name: str, data_dir: Path | None, save_dir: Path, seed: int = 0)
     kwargs = {"featurizer": "ECFP", "splitter": "scaffold", "save_dir": str(save_dir), "reload": True}
     if data_dir is not None:
         kwargs["data_dir"] = str(data_dir)
-    with contextlib.redirect_stdout(io.StringIO()):
-        tasks, (train, valid, test), _ = _loader(name)(**kwargs)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            tasks, (train, valid, test), _ = _loader(name)(**kwargs)
+    except (OSError, ValueError, EOFError):  # a cache folder half-written by a concurrent process
+        kwargs["save_dir"] = tempfile.mkdtemp(prefix="cgc-molnet-")
+        with contextlib.redirect_stdout(io.StringIO()):
+            tasks, (train, valid, test), _ = _loader(name)(**kwargs)
     return MolnetSet(name, list(tasks), _split(train), _split(valid), _split(test))
 
 
@@ -66,3 +97,8 @@ def _split(ds) -> Split:
     n = len(y)
     return Split(np.asarray(ds.ids), np.asarray(ds.X, dtype=np.float32), y.reshape(n, -1),
                  (np.asarray(ds.w) > 0).reshape(n, -1))
+
+
+def scaffold_test_smiles(name: str, data_dir: Path | None) -> list[str]:
+    """SMILES of the scaffold test split of ``name`` (what the leakage guard holds out)."""
+    return [str(x) for x in load_molnet(name, data_dir).test.smiles]

@@ -2,9 +2,10 @@
 
 For each MoleculeNet classification set (DeepChem scaffold split 80/10/10):
 
-- ``linear_probe``: frozen molecule vectors of the pretrained (and the untrained) encoder +
-  logistic regression per task on the whole training split;
-- ``finetune``: the encoder plus a linear head trained end to end on all tasks (masked binary
+- ``linear_probe``: frozen molecule-level embeddings (:mod:`cgc_framework.embeddings`) of the
+  pretrained (and the untrained) encoder + logistic regression per task on the whole training split;
+- ``finetune``: the encoder plus a linear head on the mean atom embedding ++ the compound-node
+  embedding, trained end to end on all tasks (masked binary
   cross-entropy over labelled entries, Adam), initialised from the pretrained weights
   (``pretrained``) or from scratch (``scratch``: the "same encoder trained from scratch on the
   labels" baseline); the test ROC-AUC of the epoch with the best validation ROC-AUC is reported;
@@ -18,8 +19,6 @@ pretraining about 74 (averages over the eight sets, 10 seeds, 100 fine-tuning ep
 from __future__ import annotations
 
 import copy
-import tempfile
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -29,15 +28,17 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
+from torch import Tensor
+from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 
 from cgc_framework.config import ExistingPath
-from cgc_framework.contracts import EvaluationContext, EvaluationResult, Evaluator
-from cgc_framework.graph import GraphSchema
+from cgc_framework.contracts import EvaluationContext, EvaluationResult, Evaluator, HeldOutMolecules
+from cgc_framework.graph import readout
 from cgc_framework.metrics import multitask_classification_metrics
-from cgc_framework.orchestrator import build_model
 
-from .molecule_graphs import embed, molecule_vector, smiles_to_graphs
+from .common import guard_note, leakage_rows, pretrained_from_context, pretraining_inchikeys
+from .fewshot import scaffold_held_out
 from .molnet import CLASSIFICATION_SETS, Split, load_molnet
 
 LITERATURE = {"Hu et al. 2020, GIN without pretraining": 67.0,
@@ -72,6 +73,12 @@ def _probe(x_tr: np.ndarray, tr: Split, x_te: np.ndarray, te: Split, tasks: list
         clf = LogisticRegression(max_iter=2000).fit(scaler.transform(x_tr[keep]), tr.y[keep, t])
         scores[:, t] = clf.predict_proba(scaler.transform(x_te))[:, 1]
     return _auroc(te.y, scores, te.present, tasks)
+
+
+def molecule_vector(z: dict[str, Tensor], batch: HeteroData) -> Tensor:
+    """The fine-tuning head's input ``[B, 2 * hidden_dim]``: mean atom embedding ++ compound-node
+    embedding per graph (with gradients; frozen embeddings come from :mod:`cgc_framework.embeddings`)."""
+    return torch.cat([readout(z["atom"], batch, "atom"), readout(z["compound"], batch, "compound")], 1)
 
 
 class _Classifier(torch.nn.Module):
@@ -128,38 +135,46 @@ class ScaffoldBenchmark(Evaluator):
     def __init__(self, params: ScaffoldParams | None = None):
         self.params = params or ScaffoldParams()
 
+    def held_out_molecules(self, plan) -> HeldOutMolecules:
+        return scaffold_held_out(self.params.datasets, self.params.data_dir)
+
     def evaluate(self, ctx: EvaluationContext) -> EvaluationResult:
         p = self.params
-        rows = []
-        ckpt = torch.load(ctx.checkpoint, map_location="cpu", weights_only=True)
+        rows, leakage = [], []
+        seen = pretraining_inchikeys(ctx.plan)
+        pretrained = pretrained_from_context(ctx)
+        untrained = pretrained_from_context(ctx, untrained=True)
 
         def fresh_encoder() -> torch.nn.Module:
-            torch.manual_seed(ctx.seed)
-            return build_model(ckpt, GraphSchema.from_dict(ckpt["schema"]), ctx.plan.registry).encoder.to(ctx.device)
+            return copy.deepcopy(pretrained_from_context(ctx, untrained=True).model.encoder)
 
-        with tempfile.TemporaryDirectory(prefix="cgc-molnet-") as save_dir, torch.enable_grad():
+        with torch.enable_grad():
             for name in p.datasets:
-                ds = load_molnet(name, p.data_dir, Path(save_dir), ctx.seed)
+                ds = load_molnet(name, p.data_dir)
+                leakage += leakage_rows(name, {"train": ds.train.smiles, "test": ds.test.smiles}, seen)
                 tr = ds.train
                 if p.max_train and len(tr.smiles) > p.max_train:
                     idx = np.sort(np.random.default_rng(ctx.seed).choice(len(tr.smiles), p.max_train, replace=False))
                     tr = Split(tr.smiles[idx], tr.ecfp[idx], tr.y[idx], tr.present[idx])
-                built = {s: smiles_to_graphs(ctx, list(split.smiles)) for s, split in
-                         (("train", tr), ("valid", ds.valid), ("test", ds.test))}
-                sub = {s: Split(sp.smiles[built[s][1]], sp.ecfp[built[s][1]], sp.y[built[s][1]], sp.present[built[s][1]])
-                       for s, sp in (("train", tr), ("valid", ds.valid), ("test", ds.test))}
+                splits = {"train": tr, "valid": ds.valid, "test": ds.test}
+                built = {s: pretrained.build(list(sp.smiles), "molecule", skip_invalid=True) for s, sp in splits.items()}
+                ok = {s: np.array([g is not None for g in built[s]], bool) for s in splits}
+                graphs0 = {s: [g for g in built[s] if g is not None] for s in splits}
+                sub = {s: Split(sp.smiles[ok[s]], sp.ecfp[ok[s]], sp.y[ok[s]], sp.present[ok[s]])
+                       for s, sp in splits.items()}
                 base = {"dataset": name, "n_train": len(sub["train"].smiles), "n_test": len(sub["test"].smiles)}
                 if "ecfp_lr" in p.protocols:
                     rows.append({**base, "protocol": "ecfp_lr", "init": "-",
                                  "test_auroc": _probe(sub["train"].ecfp, sub["train"], sub["test"].ecfp, sub["test"], ds.tasks)})
                 if "linear_probe" in p.protocols:
-                    for init, enc in (("pretrained", ctx.model.encoder), ("untrained", fresh_encoder())):
-                        x_tr = embed(enc, built["train"][0], ctx.device)
-                        x_te = embed(enc, built["test"][0], ctx.device)
+                    for init, pre in (("pretrained", pretrained), ("untrained", untrained)):
+                        with torch.no_grad():
+                            x_tr = pre.embed_graphs(graphs0["train"], "molecule").numpy()
+                            x_te = pre.embed_graphs(graphs0["test"], "molecule").numpy()
                         rows.append({**base, "protocol": "linear_probe", "init": init,
                                      "test_auroc": _probe(x_tr, sub["train"], x_te, sub["test"], ds.tasks)})
                 if "finetune" in p.protocols:
-                    graphs = {s: _attach([g.clone() for g in built[s][0]], sub[s], np.ones(len(sub[s].smiles), bool))
+                    graphs = {s: _attach([g.clone() for g in graphs0[s]], sub[s], np.ones(len(sub[s].smiles), bool))
                               for s in ("train", "valid", "test")}
                     for init in p.finetune_init:
                         enc = copy.deepcopy(ctx.model.encoder) if init == "pretrained" else fresh_encoder()
@@ -168,8 +183,13 @@ class ScaffoldBenchmark(Evaluator):
                                                                graphs["test"], p, ctx.seed, ctx.device, ds.tasks)
                         rows.append({**base, "protocol": "finetune", "init": init, "test_auroc": test_auc,
                                      "valid_auroc": valid_auc, "best_epoch": epoch})
-        table = pd.DataFrame(rows)
-        return EvaluationResult({"scaffold": table}, _summary(table, p))
+        table, leaks = pd.DataFrame(rows), pd.DataFrame(leakage)
+        test_leaks = leaks[leaks.split == "test"]
+        text = _summary(table, p) + "\n\nMolecules of the scaffold test splits that the pretraining data " \
+            "contained (InChIKey connectivity match): " + ", ".join(
+                f"{r.dataset} {r.seen_in_pretraining}/{r.molecules}" for r in test_leaks.itertuples()) + ". " \
+            + guard_note(ctx.plan)
+        return EvaluationResult({"scaffold": table, "leakage": leaks}, text)
 
 
 def _summary(table: pd.DataFrame, p: ScaffoldParams) -> str:

@@ -1,0 +1,115 @@
+"""What the evaluators share: molecule keys for leakage accounting, and the run's model as a
+:class:`cgc_framework.embeddings.Pretrained` — the one path from SMILES to embeddings.
+
+Molecule identity across data sets is the InChIKey connectivity block (``InChIKey14``: the first
+14 characters of the standard InChIKey; stereo, isotopes and protonation ignored), computed by
+RDKit from the SMILES on both sides.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from cgc_framework.contracts import EvaluationContext, HeldOutMolecules
+from cgc_framework.embeddings import Pretrained
+from cgc_framework.graph import GraphSchema
+from cgc_framework.orchestrator import build_model, load_checkpoint
+from cgc_framework.records import Record, SkipLog
+
+
+@lru_cache(maxsize=200_000)
+def inchikey14(smiles: str | None) -> str | None:
+    """Connectivity block of the InChIKey (stereo and protonation ignored), or None if unparsable."""
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) and smiles.strip() else None
+    if mol is None or not mol.GetNumAtoms():
+        return None
+    key = Chem.MolToInchiKey(mol)
+    return key[:14] if key else None
+
+
+def record_inchikey14(record: Record) -> str | None:
+    """InChIKey14 of a record's ``smiles`` field (``None`` without a parsable SMILES)."""
+    return inchikey14(record.fields.get("smiles"))
+
+
+def held_out(keys_and_where: Iterable[tuple[str | None, str]]) -> HeldOutMolecules:
+    """:class:`HeldOutMolecules` keyed by InChIKey14 (first ``where`` wins for a repeated key)."""
+    keys: dict[str, str] = {}
+    for key, where in keys_and_where:
+        if key is not None:
+            keys.setdefault(key, where)
+    return HeldOutMolecules(keys, record_inchikey14)
+
+
+def pretraining_inchikeys(plan: Any) -> set[str]:
+    """InChIKey14 of every molecule in the run's pretraining corpus: the records of
+    ``plan.dataset`` (after the leakage guard, when it is on) — the leakage reference."""
+    keys = set()
+    for record in plan.dataset.records(SkipLog()):
+        key = record_inchikey14(record)
+        if key:
+            keys.add(key)
+    return keys
+
+
+def builders_of(plan: Any) -> dict[str, dict[str, Any]]:
+    """``{modality: {name, params}}`` of the plan's graph builders (as ``Pretrained`` records them)."""
+    return {m: {"name": mp.builder_spec.info.name, "params": mp.builder_spec.params_dict()}
+            for m, mp in plan.modalities.items()}
+
+
+def pretrained_from_context(ctx: EvaluationContext, *, untrained: bool = False) -> Pretrained:
+    """The evaluated model as a :class:`Pretrained` (builders of the run's plan); with
+    ``untrained``, the same architecture with fresh weights drawn under ``torch.manual_seed(ctx.seed)``
+    (the "same encoder untrained" baseline)."""
+    model = ctx.model
+    if untrained:
+        ckpt = load_checkpoint(ctx.checkpoint)
+        torch.manual_seed(ctx.seed)
+        model = build_model(ckpt, GraphSchema.from_dict(ckpt["schema"]), ctx.plan.registry).to(ctx.device).eval()
+    return Pretrained(model, ctx.plan.schema, ctx.plan.registry, ctx.checkpoint, {}, builders_of(ctx.plan),
+                      ctx.device)
+
+
+def embed_smiles(pre: Pretrained, smiles: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Molecule-level embeddings ``[n_ok, hidden_dim]`` (float32) of the SMILES the run's molecule
+    builder accepts, and the boolean mask ``[len(smiles)]`` of those (callers exclude the rejected
+    ones for every method alike)."""
+    graphs = pre.build(smiles, "molecule", skip_invalid=True)
+    ok = np.array([g is not None for g in graphs], dtype=bool)
+    emb = pre.embed_graphs([g for g in graphs if g is not None], "molecule")
+    return emb.numpy().astype(np.float32), ok
+
+
+def leakage_rows(dataset: str, splits: dict[str, Iterable[str]], seen: set[str]) -> list[dict[str, Any]]:
+    """Tidy rows: per split, molecules and how many of them (InChIKey14) the pretraining corpus held."""
+    rows = []
+    for split, smiles in splits.items():
+        smiles = list(smiles)
+        rows.append({"dataset": dataset, "split": split, "molecules": len(smiles),
+                     "seen_in_pretraining": sum(inchikey14(s) in seen for s in smiles)})
+    return rows
+
+
+def guard_note(plan: Any) -> str:
+    """One sentence on the leakage guard of ``plan``: on (with what it left out) or off."""
+    dataset = plan.dataset
+    if not plan.config.data.exclude_evaluation_test_molecules:
+        return ("The leakage guard is off (`data.exclude_evaluation_test_molecules: false`): the counts "
+                "above are molecules the pretraining saw.")
+    dropped = getattr(dataset, "dropped", None)
+    if dropped is None:
+        return "The leakage guard is on (no evaluation of this run holds molecules out)."
+    if dropped == 0:
+        return ("The leakage guard (`data.exclude_evaluation_test_molecules`) is on; no pretraining record "
+                "held an evaluation's held-out molecule, so it left none out.")
+    return (f"The leakage guard (`data.exclude_evaluation_test_molecules`) left {dropped} pretraining "
+            f"records of {len(dataset.dropped_molecules)} held-out molecules out of pretraining "
+            f"(`skipped_records.csv`, component `leakage_guard`).")
