@@ -11,18 +11,24 @@ A sweep file (validated like ``registry.yaml``) names a base config, a grid of d
       stages:                       # any config key; a value may be a whole section
         mask: [{name: mask, epochs: 20, weights: {mask: 1.0}}]
         mask+contrast: [...]        # a mapping gives each value a label
+      _suite:                       # a leading "_": a bundle of dotted keys set together
+        dose: {data.dataset.params.split: {by: dose}, evaluations.ood.params.suite: dose}
     evaluations:
-      fewshot: {name: few_shot, params: {datasets: [bbbp], k: [1, 5, 10, 20], draws: 10}}
+      fewshot: {name: few_shot, params: {datasets: [bbbp], data_dir: "${CGC_SHARED_DATA}/moleculenet"}}
     quick:                          # applied with --quick: a bounded-time version
-      overrides: [stages.0.epochs=1]
+      overrides: [stages.*.epochs=1]  # "*": every item (here: every stage of every grid point)
       seeds: [0]
 
-Each trial (grid point x seed) is one pretraining run plus its evaluations, executed as a Ray task
-(``parallel`` at a time, on a local Ray instance or the cluster at ``ray_address``), in a
-directory named by the hash of its resolved config; a trial whose ``result.parquet`` exists is not
-run again, so an interrupted sweep resumes. A failing trial is recorded with its error and does not
-stop the sweep. Outputs in ``<output_dir>/<name>/``: ``results.parquet`` (tidy: one row per trial x
-data set x task x method x label budget x metric), ``trials.csv``, plots and ``report.md``.
+``${VAR}`` / ``${VAR:-default}`` are expanded in string values. Each trial (grid point x seed) is
+one pretraining run plus its evaluations, executed as a Ray task (``parallel`` at a time, on a local
+Ray instance or the cluster at ``ray_address``), in a directory named by the hash of its resolved
+config; a trial whose ``result.parquet`` exists is not run again, so an interrupted sweep resumes.
+A failing trial is recorded with its error and does not stop the sweep. Each trial also records the
+sha256 of the data files it read (``data.json``: the pretraining dataset's files, the evaluators'
+files). Outputs in ``<output_dir>/<name>/``: ``results.parquet`` (tidy: one row per trial x
+evaluation table x data set x task x method x label budget x metric, with config hash, seed,
+package versions and data checksums), ``trials.csv``, ``data_checksums.csv``, plots and
+``report.md``. The standard sweeps are in ``benchmarks/sweeps/``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import time
 import traceback
 from pathlib import Path
@@ -51,6 +58,9 @@ class QuickSection(BaseModel):
     overrides: list[str] = Field(default_factory=list)
     seeds: list[int] | None = None
     evaluations: dict[str, ComponentRef] | None = None
+    grid: dict[str, list[Any] | dict[str, Any]] | None = Field(
+        None, description="replaces the axes it names; for a labelled axis a list of its labels picks "
+                          "those values (e.g. `_suite: [dose, moa]`); other axes stay")
 
 
 class SweepConfig(BaseModel):
@@ -65,14 +75,82 @@ class SweepConfig(BaseModel):
     evaluations: dict[str, ComponentRef] = Field(min_length=1)
     parallel: int = Field(1, ge=1, description="trials running at once (Ray tasks)")
     cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0, description="Ray GPUs per trial (with overrides "
+                                  "[trainer.use_gpu=true] on a GPU cluster)")
     ray_address: str | None = None
     quick: QuickSection = Field(default_factory=QuickSection)
 
 
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(data: Any, *, source: str = "sweep", environ: dict[str, str] | None = None,
+               _key: str = "") -> Any:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in every string value of a sweep file (data
+    directories, profile paths). An unset (or empty) variable without a default is a
+    :class:`ConfigError`; a value that expands to the empty string becomes ``null``."""
+    env = os.environ if environ is None else environ
+    if isinstance(data, dict):
+        return {k: expand_env(v, source=source, environ=env, _key=f"{_key}.{k}" if _key else str(k))
+                for k, v in data.items()}
+    if isinstance(data, list):
+        return [expand_env(v, source=source, environ=env, _key=f"{_key}.{i}") for i, v in enumerate(data)]
+    if not isinstance(data, str) or "${" not in data:
+        return data
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if env.get(name):
+            return env[name]
+        if default is None:
+            raise ConfigError(source, [f"{_key}: environment variable {name} is not set (write "
+                                       f"${{{name}:-DEFAULT}} for a default, or --set {_key}=VALUE)"])
+        return default
+
+    return _ENV.sub(sub, data) or None
+
+
+def apply_sweep_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Like :func:`~cgc_framework.config.apply_overrides`, and a ``*`` in the dotted key stands for every
+    item of a list or mapping, e.g. ``stages.*.epochs=1`` sets the epochs of every stage."""
+    import yaml
+
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError("overrides", [f"'{item}': expected KEY=VALUE, e.g. stages.*.epochs=1"])
+        key, raw = item.split("=", 1)
+        concrete_keys = _expand_wildcards(data, key.split("."))
+        if not concrete_keys:
+            raise ConfigError("overrides", [f"'{item}': '*' matches nothing in the trial's config"])
+        for concrete in concrete_keys:
+            set_dotted(data, concrete, yaml.safe_load(raw))
+    return data
+
+
+def _expand_wildcards(node: Any, parts: list[str], prefix: str = "") -> list[str]:
+    if "*" not in parts:
+        return [prefix + ".".join(parts)]
+    i = parts.index("*")
+    for p in parts[:i]:  # walk to the container the wildcard ranges over
+        node = node[int(p)] if isinstance(node, list) and p.isdigit() else (node or {}).get(p) \
+            if isinstance(node, dict) else None
+    head = prefix + "".join(p + "." for p in parts[:i])
+    keys = [str(j) for j in range(len(node))] if isinstance(node, list) else \
+        list(node) if isinstance(node, dict) else []
+    out = []
+    for k in keys:
+        child = node[int(k)] if isinstance(node, list) else node[k]
+        out += _expand_wildcards(child, parts[i + 1:], head + k + ".") if parts[i + 1:] else [head + k]
+    return out
+
+
 def load_sweep(path: str | Path, *, quick: bool = False,
                overrides: list[str] | None = None) -> tuple[SweepConfig, Path]:
+    """Read and validate a sweep file; ``overrides`` (``key=value``) change the file itself, ``quick``
+    applies its ``quick:`` section. Returns the sweep and the directory relative paths resolve from."""
     path = Path(path)
     raw = apply_overrides(read_yaml(path), overrides or [])
+    raw = expand_env(raw, source=str(path))
     try:
         sweep = SweepConfig.model_validate(raw)
     except ValidationError as exc:
@@ -86,6 +164,20 @@ def load_sweep(path: str | Path, *, quick: bool = False,
         sweep.overrides = sweep.overrides + q.overrides
         sweep.seeds = q.seeds or sweep.seeds
         sweep.evaluations = q.evaluations or sweep.evaluations
+        if q.grid:
+            unknown = sorted(set(q.grid) - set(sweep.grid))
+            if unknown:
+                raise ConfigError(str(path), [f"quick.grid: {', '.join(unknown)}: not an axis of `grid:` "
+                                              f"({', '.join(sweep.grid) or 'none'})"])
+            for key, values in q.grid.items():
+                old = sweep.grid[key]
+                if isinstance(old, dict) and isinstance(values, list) and all(isinstance(v, str) for v in values):
+                    missing = [v for v in values if v not in old]
+                    if missing:
+                        raise ConfigError(str(path), [f"quick.grid.{key}: {', '.join(missing)}: not a label of "
+                                                      f"grid.{key} ({', '.join(old)})"])
+                    values = {v: old[v] for v in values}  # a list of labels picks those values
+                sweep.grid = {**sweep.grid, key: values}
     return sweep, path.parent.resolve()
 
 
@@ -102,25 +194,46 @@ def _label(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
+def grid_label(key: str) -> str:
+    """The results-table column of a grid axis: its key, or for a bundle axis ``_name`` the ``name``."""
+    return key[1:] if key.startswith("_") else key
+
+
 def plan_trials(sweep: SweepConfig) -> list[dict[str, Any]]:
-    """Every trial: resolved config (as a dict), labels, seed and hash. Validates each config."""
+    """Every trial: resolved config (as a dict), labels, seed and hash. Validates each config.
+
+    Order: base config, the sweep's ``evaluations``, the grid point, then ``overrides`` (so that
+    ``stages.*.epochs=1`` reaches stages a grid point set). A grid axis named ``_name`` is a bundle:
+    each of its (labelled) values is a mapping ``{dotted key: value}`` applied together, e.g. a dataset
+    split with the evaluator suite that scores it."""
     trials = []
     base = read_yaml(sweep.base)
     for point in _grid_points(sweep.grid):
+        labels = {grid_label(k): v[0] for k, v in point.items()}
         for seed in sweep.seeds:
             data = json.loads(json.dumps(base))  # deep copy of plain YAML data
-            data = apply_overrides(data, sweep.overrides)
-            for key, (_, value) in point.items():
-                set_dotted(data, key, value)
-            data.setdefault("run", {})["seed"] = seed
             data["evaluations"] = {k: v.model_dump() for k, v in sweep.evaluations.items()}
+            for key, (label, value) in point.items():
+                if key.startswith("_"):
+                    if not isinstance(value, dict):
+                        raise ConfigError(f"grid.{key}", [f"{label}: a bundle axis ('_' prefix) takes mappings "
+                                                          f"of dotted keys to values, got {type(value).__name__}"])
+                    for sub, v in value.items():
+                        set_dotted(data, sub, json.loads(json.dumps(v)))
+                else:
+                    set_dotted(data, key, json.loads(json.dumps(value)))
+            try:  # after the grid point, so that e.g. `stages.*.epochs=1` reaches gridded stages
+                data = apply_sweep_overrides(data, sweep.overrides)
+            except (IndexError, KeyError, TypeError, ValueError) as exc:
+                raise ConfigError("sweep overrides", [f"{sweep.overrides}: {type(exc).__name__}: {exc}"]) from None
+            data.setdefault("run", {})["seed"] = seed
             data.setdefault("trainer", {})["num_workers"] = 0  # a trial is one in-process Ray task
             data["trainer"]["progress"] = False
-            cfg = validate_config(data, source=f"trial {point and {k: v[0] for k, v in point.items()}} seed {seed}")
+            cfg = validate_config(data, source=f"trial {labels} seed {seed}")
             blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
             trial_hash = hashlib.sha256(blob.encode()).hexdigest()[:12]
             trials.append({"trial": trial_hash, "seed": seed, "config": cfg.model_dump(mode="json"),
-                           "labels": {k: v[0] for k, v in point.items()}})
+                           "labels": labels})
     return trials
 
 
@@ -148,6 +261,11 @@ def run_trial(trial: dict[str, Any], trial_dir: str, base_dir: str) -> dict[str,
                 df.insert(1, "table", csv.stem)
                 rows.append(df)
         table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+        try:
+            data = trial_data_checksums(cfg)
+        except Exception as exc:  # noqa: BLE001 - provenance must not lose a finished trial
+            data = {"pretraining": {}, "evaluations": {}, "error": f"{type(exc).__name__}: {exc}"}
+        (out / "data.json").write_text(json.dumps(data, indent=1))
         table.to_parquet(out / "result.parquet", index=False)
         status = {"status": "ok", "seconds": time.time() - t0}
     except Exception as exc:  # recorded, the sweep goes on
@@ -158,24 +276,161 @@ def run_trial(trial: dict[str, Any], trial_dir: str, base_dir: str) -> dict[str,
     (out / "status.json").write_text(json.dumps(status))
     return status
 
+# -- data checksums ------------------------------------------------------------------------------
+
+#: DeepChem's file name of each MoleculeNet classification set (what its loaders read from data_dir).
+MOLNET_FILES = {"tox21": "tox21.csv.gz", "toxcast": "toxcast_data.csv.gz", "sider": "sider.csv.gz",
+                "clintox": "clintox.csv.gz", "bbbp": "BBBP.csv", "hiv": "HIV.csv", "bace": "bace.csv",
+                "muv": "muv.csv.gz"}
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes (cached per path, size and modification time)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _SHA_CACHE[key] = h.hexdigest()
+    return _SHA_CACHE[key]
+
+
+def _paths_in(obj: Any, depth: int = 0) -> list[Path]:
+    """Existing files named by ``obj``: a path, a list of paths, or the attributes / fields of an object
+    (two levels deep, e.g. a dataset and its params model). Directories are not expanded: a
+    dataset's working or cache directory is not its data."""
+    if isinstance(obj, (str, Path)):
+        if isinstance(obj, str) and (len(obj) > 4096 or "\n" in obj):
+            return []
+        try:
+            p = Path(obj).expanduser()
+            return [p.resolve()] if p.is_file() else []
+        except (OSError, ValueError):
+            return []
+    if isinstance(obj, (list, tuple)):
+        return [f for v in obj for f in _paths_in(v, depth)]
+    if isinstance(obj, dict):
+        return [f for v in obj.values() for f in _paths_in(v, depth + 1)] if depth < 3 else []
+    if depth >= 2:
+        return []
+    if isinstance(obj, BaseModel):
+        return [f for name in type(obj).model_fields for f in _paths_in(getattr(obj, name), depth + 1)]
+    if hasattr(obj, "__dict__") and not isinstance(obj, type):
+        return [f for v in vars(obj).values() for f in _paths_in(v, depth + 1)]
+    return []
+
+
+def evaluation_data_files(params: dict[str, Any]) -> dict[str, list[Path]]:
+    """Files an evaluator reads, by data set (``"*"``: files not tied to one set). A list parameter of
+    MoleculeNet names (few-shot ``datasets``, zero-shot ``toxicity_sets``) means
+    ``data_dir/<DeepChem file name>`` (DeepChem's download directory without ``data_dir``); any other
+    parameter naming an existing file (also inside nested mappings) counts too."""
+    files: dict[str, list[Path]] = {}
+    molnet_keys = [k for k, v in params.items() if isinstance(v, list) and v
+                   and all(isinstance(d, str) and d in MOLNET_FILES for d in v)]
+    sets = list(dict.fromkeys(d for k in molnet_keys for d in params[k]))
+    if sets:
+        data_dir = params.get("data_dir")
+        if data_dir is None:
+            from deepchem.utils.data_utils import get_data_dir
+
+            data_dir = get_data_dir()
+        for d in sets:
+            f = Path(data_dir) / MOLNET_FILES[d]
+            files[d] = [f.resolve()] if f.is_file() else []
+    other = [f for k, v in params.items() if k != "data_dir" and k not in molnet_keys for f in _paths_in(v)]
+    if other:
+        files["*"] = sorted(set(other))
+    return files
+
+
+def trial_data_checksums(cfg: Any) -> dict[str, Any]:
+    """sha256 of the data files a trial's config reads: the pretraining dataset's files (the
+    paths behind its ``describe()`` provenance, which is stored beside them) and each evaluation's files.
+    Paths resolve against the working directory, as in :func:`run_trial`."""
+    from .api import plan_run
+
+    plan = plan_run(cfg)
+    with plan.registry.guard(plan.dataset_spec.info, "describing itself"):
+        provenance = plan.dataset.describe()
+    pre = sorted(set(_paths_in(plan.dataset)))
+    evals = {key: {ds: {str(f): sha256_file(f) for f in fs}
+                   for ds, fs in evaluation_data_files(spec.params_dict()).items()}
+             for key, spec in plan.evaluations.items()}
+    return {"pretraining": {str(f): sha256_file(f) for f in pre},
+            "pretraining_provenance": json.loads(json.dumps(provenance, default=str)),
+            "evaluations": evals}
+
+
+def _row_files(per_set: dict[str, dict[str, str]], dataset: Any) -> dict[str, str]:
+    """Files behind one result row: its data set's (plus the evaluation's shared ``"*"`` files), or
+    every file of the evaluation when the row names no data set of it."""
+    if isinstance(dataset, str) and dataset in per_set:
+        return {**per_set[dataset], **per_set.get("*", {})}
+    return {f: h for fs in per_set.values() for f, h in fs.items()}
+
+
+def _by_name(files: dict[str, str]) -> str:
+    return json.dumps({Path(f).name: h for f, h in sorted(files.items())}, sort_keys=True)
+
+
+def _validate_components(sweep: SweepConfig, trials: list[dict[str, Any]], base_dir: Path) -> None:
+    """Compose every distinct trial config: every component name must exist and every ``params:``
+    mapping validate (raises one ConfigError naming the trial and the problems)."""
+    from .compose import compose
+    from .config import CGCConfig
+    from .plugins import load_registry
+
+    registry = load_registry()
+    seen = set()
+    for t in trials:
+        cfg = dict(t["config"], run={**t["config"]["run"], "seed": 0})
+        key = json.dumps(cfg, sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        compose(CGCConfig.model_validate(cfg), registry, base_dir, source=f"sweep {sweep.name}, trial {t['labels']}")
+
+
+def validate_sweep(path: str | Path, *, quick: bool = False,
+                   overrides: list[str] | None = None) -> list[dict[str, Any]]:
+    """Parse a sweep file, plan its trials and compose each (component names and params checked,
+    no data read beyond what constructors read); returns the planned trials."""
+    sweep, base_dir = load_sweep(path, quick=quick, overrides=overrides)
+    trials = plan_trials(sweep)
+    cwd = os.getcwd()
+    try:
+        os.chdir(base_dir)
+        _validate_components(sweep, trials, base_dir)
+    finally:
+        os.chdir(cwd)
+    return trials
+
 
 def run_sweep(path: str | Path, *, quick: bool = False, progress: bool = True,
-              overrides: list[str] | None = None) -> Path:
+              overrides: list[str] | None = None, report_only: bool = False) -> Path:
     """Run (or resume) a sweep; returns its output directory. ``overrides`` (``key=value``)
-    change the sweep file, e.g. ``evaluations.fewshot.params.data_dir=/data/moleculenet``."""
+    change the sweep file, e.g. ``evaluations.fewshot.params.data_dir=/data/moleculenet``.
+    ``report_only``: run nothing; rewrite table, plots and report from the trials finished so far."""
     import ray
     from tqdm.auto import tqdm
 
     sweep, base_dir = load_sweep(path, quick=quick, overrides=overrides)
     trials = plan_trials(sweep)
     out = (base_dir / sweep.output_dir if not sweep.output_dir.is_absolute() else sweep.output_dir)
-    out = out / (sweep.name + ("-quick" if quick else ""))
+    out = (out / (sweep.name + ("-quick" if quick else ""))).resolve()
     (out / "trials").mkdir(parents=True, exist_ok=True)
     todo = [t for t in trials if not (out / "trials" / t["trial"] / "result.parquet").exists()]
+    # seed-major order: a sweep stopped part-way has every configuration for its first seeds
+    todo.sort(key=lambda t: sweep.seeds.index(t["seed"]))
     if progress:
-        print(f"cgc-bench: {len(trials)} trials, {len(trials) - len(todo)} cached, {len(todo)} to run -> {out}",
-              flush=True)
-    if todo:
+        print(f"cgc-bench: {len(trials)} trials, {len(trials) - len(todo)} cached, "
+              f"{0 if report_only else len(todo)} to run -> {out}", flush=True)
+    if todo and not report_only:
         started = not ray.is_initialized()
         if started:
             from .orchestrator import _ray_temp_dir
@@ -184,7 +439,8 @@ def run_sweep(path: str | Path, *, quick: bool = False, progress: bool = True,
             ray.init(address=sweep.ray_address, include_dashboard=False, logging_level="ERROR",
                      log_to_driver=False, **local)
         try:
-            remote = ray.remote(num_cpus=sweep.cpus_per_trial, max_retries=0)(run_trial)
+            remote = ray.remote(num_cpus=sweep.cpus_per_trial, num_gpus=sweep.gpus_per_trial,
+                                max_retries=0)(run_trial)
             pending = {}
             queue = list(todo)
             bar = tqdm(total=len(todo), desc="trials", disable=not progress)
@@ -208,16 +464,41 @@ def run_sweep(path: str | Path, *, quick: bool = False, progress: bool = True,
         finally:
             if started:
                 ray.shutdown()
-    collect(sweep, trials, out)
+    collect(sweep, trials, out, base_dir)
     return out
 
 
-def collect(sweep: SweepConfig, trials: list[dict[str, Any]], out: Path) -> pd.DataFrame:
-    """Join trial results into ``results.parquet`` + ``trials.csv``, then plots and report."""
+def _trial_data(t: dict[str, Any], tdir: Path, base_dir: Path | None) -> dict[str, Any] | None:
+    """The trial's ``data.json``; for a trial run before checksums were recorded, computed now
+    (and marked so)."""
+    if (tdir / "data.json").exists():
+        return json.loads((tdir / "data.json").read_text())
+    if base_dir is None:
+        return None
+    from .config import CGCConfig
+
+    cwd = os.getcwd()
+    try:
+        os.chdir(base_dir)
+        data = trial_data_checksums(CGCConfig.model_validate(t["config"]))
+    except Exception:  # noqa: BLE001 - checksums are provenance; a missing file must not lose results
+        return None
+    finally:
+        os.chdir(cwd)
+    data["computed_at_collection"] = True
+    (tdir / "data.json").write_text(json.dumps(data, indent=1))
+    return data
+
+
+def collect(sweep: SweepConfig, trials: list[dict[str, Any]], out: Path,
+            base_dir: Path | None = None) -> pd.DataFrame:
+    """Join trial results into ``results.parquet`` (with the sha256 of the data each row used:
+    ``pretrain_data_sha256`` and ``eval_data_sha256``, JSON ``{file name: sha256}``), ``trials.csv`` and
+    ``data_checksums.csv`` (one row per trial x file, full paths), then plots and report."""
     from .sweep_report import write_report
 
     versions = package_versions()
-    frames, rows = [], []
+    frames, rows, checksums = [], [], []
     for t in trials:
         tdir = out / "trials" / t["trial"]
         status = json.loads((tdir / "status.json").read_text()) if (tdir / "status.json").exists() else \
@@ -228,6 +509,14 @@ def collect(sweep: SweepConfig, trials: list[dict[str, Any]], out: Path) -> pd.D
         if status["status"] != "ok":
             continue
         df = pd.read_parquet(tdir / "result.parquet")
+        data = _trial_data(t, tdir, base_dir)
+        if data is not None:
+            checksums += [{"trial": t["trial"], "role": "pretraining", "evaluation": "", "dataset": "",
+                           "file": f, "sha256": h} for f, h in data["pretraining"].items()]
+            checksums += [{"trial": t["trial"], "role": "evaluation", "evaluation": key, "dataset": ds,
+                           "file": f, "sha256": h}
+                          for key, per in data["evaluations"].items() for ds, fs in per.items()
+                          for f, h in fs.items()]
         if df.empty:
             continue
         df.insert(0, "trial", t["trial"])
@@ -236,14 +525,23 @@ def collect(sweep: SweepConfig, trials: list[dict[str, Any]], out: Path) -> pd.D
             df[k] = v
         df["config_hash"] = t["trial"]
         df["versions"] = json.dumps(versions, sort_keys=True)
+        df["pretrain_data_sha256"] = _by_name(data["pretraining"]) if data else None
+        df["eval_data_sha256"] = None
+        if data:
+            ev = data["evaluations"]
+            keys = df["evaluation"] if "evaluation" in df else pd.Series([""] * len(df), index=df.index)
+            sets = df["dataset"] if "dataset" in df else pd.Series([None] * len(df), index=df.index)
+            df["eval_data_sha256"] = [_by_name(_row_files(ev.get(k, {}), d)) for k, d in zip(keys, sets)]
         frames.append(df)
     trials_table = pd.DataFrame(rows)
     trials_table.to_csv(out / "trials.csv", index=False)
+    checksum_table = pd.DataFrame(checksums, columns=["trial", "role", "evaluation", "dataset", "file", "sha256"])
+    checksum_table.to_csv(out / "data_checksums.csv", index=False)
     results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not results.empty:
         per_trial = (results.groupby([c for c in results.columns if c not in ("draw", "value", "n_test")],
                                      dropna=False)["value"].mean().reset_index())
         results = per_trial
     results.to_parquet(out / "results.parquet", index=False)
-    write_report(sweep, results, trials_table, out)
+    write_report(sweep, results, trials_table, out, checksums=checksum_table)
     return results

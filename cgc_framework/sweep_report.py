@@ -34,12 +34,17 @@ def summary_table(results: pd.DataFrame, grid_keys: list[str], metric: str = "au
 
 
 def paired_tests(results: pd.DataFrame, grid_keys: list[str], metric: str = "auroc") -> pd.DataFrame:
-    """Wilcoxon signed-rank test of ``pretrained`` vs each baseline, paired over seeds x tasks."""
+    """Wilcoxon signed-rank test of ``pretrained`` vs each baseline, paired over seeds x tasks, per
+    config x data set x k; plus, where a config has several data sets, a pooled row (``dataset``
+    ``(all)``) paired over seeds x data sets x tasks (data sets with more tasks weigh more)."""
     df = results[results.metric == metric].copy()
     df["config"] = _config_label(df, grid_keys)
+    groups = [((config, dataset, k), g) for (config, dataset, k), g in df.groupby(["config", "dataset", "k"])]
+    groups += [((config, "(all)", k), g) for (config, k), g in df.groupby(["config", "k"])
+               if g["dataset"].nunique() > 1]
     rows = []
-    for (config, dataset, k), g in df.groupby(["config", "dataset", "k"]):
-        wide = g.pivot_table(index=["seed", "task"], columns="method", values="value")
+    for (config, dataset, k), g in groups:
+        wide = g.pivot_table(index=["seed", "dataset", "task"], columns="method", values="value")
         if "pretrained" not in wide:
             continue
         for base in BASELINES:
@@ -56,7 +61,23 @@ def paired_tests(results: pd.DataFrame, grid_keys: list[str], metric: str = "aur
             rows.append({"config": config, "dataset": dataset, "k": k, "baseline": base, "pairs": len(diff),
                          "mean_diff": float(diff.mean()) if len(diff) else float("nan"), "p_value": p,
                          "verdict": verdict})
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        out["p_holm"] = holm(out["p_value"].values)
+    return out
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values over all (non-NaN) comparisons of a table."""
+    p = np.asarray(p, dtype=float)
+    adj = np.full_like(p, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    order = ok[np.argsort(p[ok])]
+    m, running = len(order), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adj[i] = running
+    return adj
 
 
 def _plots(summary: pd.DataFrame, out: Path) -> list[str]:
@@ -110,35 +131,165 @@ def _md(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_report(sweep: Any, results: pd.DataFrame, trials: pd.DataFrame, out: Path) -> None:
-    grid_keys = list(sweep.grid)
+def data_section(checksums: pd.DataFrame | None) -> list[str]:
+    """Markdown lines: every data file the trials read, with its sha256 and how many trials read it;
+    a file name seen with more than one checksum (the data changed between trials) is flagged."""
+    if checksums is None or checksums.empty:
+        return ["## Data", "", "No data checksums recorded.", ""]
+    df = checksums.assign(name=checksums["file"].map(lambda f: Path(f).name),
+                          what=[r if r == "pretraining" else f"{e}: {d}" for r, e, d in
+                                zip(checksums["role"], checksums["evaluation"].fillna(""),
+                                    checksums["dataset"].fillna(""))])
+    rows = (df.groupby(["what", "name", "sha256"], dropna=False)["trial"].nunique().reset_index()
+            .rename(columns={"what": "read by", "name": "file", "trial": "trials"}))
+    lines = ["## Data", "", "sha256 of every file the trials read (pretraining dataset files behind its "
+             "`describe()` provenance; evaluation data files); per row in `results.parquet` as "
+             "`pretrain_data_sha256` / `eval_data_sha256`, full paths in `data_checksums.csv`:", "",
+             _md(rows), ""]
+    changed = rows.groupby("file")["sha256"].nunique()
+    changed = sorted(changed[changed > 1].index)
+    if changed:
+        lines += [f"**Warning:** {', '.join(changed)} had different checksums in different trials: "
+                  "the data changed while the sweep ran; results are not comparable across those trials.", ""]
+    return lines
+
+
+def write_report(sweep: Any, results: pd.DataFrame, trials: pd.DataFrame, out: Path,
+                 checksums: pd.DataFrame | None = None) -> None:
+    """``report.md`` (+ ``summary.csv``, ``paired_tests.csv``, plots) in ``out``."""
+    from .sweep import grid_label
+
+    grid_keys = [grid_label(k) for k in sweep.grid]
     lines = [f"# Sweep `{sweep.name}`", "", f"Base config: `{sweep.base}`; seeds {sweep.seeds}; "
              f"grid: {', '.join(grid_keys) or '(none)'}.", ""]
     counts = trials["status"].value_counts().to_dict() if not trials.empty else {}
     lines += [f"Trials: {len(trials)} ({', '.join(f'{k}: {v}' for k, v in counts.items())}).", ""]
-    failed = trials[trials["status"] != "ok"] if not trials.empty else trials
+    failed = trials[trials["status"] == "failed"] if not trials.empty else trials
+    if not trials.empty and (trials["status"] == "not run").any():
+        lines += [f"{int((trials['status'] == 'not run').sum())} trial(s) not run yet: this report covers the "
+                  "finished ones; run the same command again to continue the sweep.", ""]
     if len(failed):
         lines += ["Failed trials (the sweep went on; see `trials/<trial>/error.txt`):", "",
                   _md(failed[[c for c in ("trial", "seed", *grid_keys, "error") if c in failed]]), ""]
-    if results.empty or "method" not in results:
-        lines.append("No results.")
+    if results.empty:
+        lines += ["No results.", ""] + data_section(checksums)
         (out / "report.md").write_text("\n".join(lines))
         return
-    summary = summary_table(results, grid_keys)
-    summary.to_csv(out / "summary.csv", index=False)
-    tests = paired_tests(results, grid_keys)
-    tests.to_csv(out / "paired_tests.csv", index=False)
-    lines += ["## Few-shot AUROC", "", "Task-macro AUROC per seed, then mean [95% CI] over seeds:", ""]
-    show = summary.assign(auroc=[f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in
-                                 zip(summary["mean"], summary["ci_low"], summary["ci_high"])])
-    lines += [_md(show[["config", "dataset", "method", "k", "auroc", "seeds"]]), ""]
-    lines += ["## Pretrained encoder vs baselines", "",
-              "Wilcoxon signed-rank test paired over seeds x tasks (p < 0.05 for a verdict):", "",
-              _md(tests), ""]
-    helps = tests[tests.verdict == "pretraining helps"]
-    hurts = tests[tests.verdict == "pretraining hurts"]
-    lines += [f"Pretraining helps in {len(helps)} and hurts in {len(hurts)} of {len(tests)} comparisons; "
-              f"the rest show no evidence either way.", ""]
-    for name in _plots(summary, out):
+    is_fs = results["table"] == "few_shot" if "table" in results else \
+        pd.Series("k" in results and "method" in results, index=results.index)
+    fewshot, other = results[is_fs].dropna(axis=1, how="all"), results[~is_fs]
+    plots: list[str] = []
+    if not fewshot.empty:
+        summary = summary_table(fewshot, grid_keys)
+        summary.to_csv(out / "summary.csv", index=False)
+        tests = paired_tests(fewshot, grid_keys)
+        tests.to_csv(out / "paired_tests.csv", index=False)
+        average = average_table(fewshot, grid_keys)
+        average.to_csv(out / "average.csv", index=False)
+        lines += ["## Few-shot AUROC", "", "Task-macro AUROC per seed, then mean [95% CI] over seeds:", ""]
+        lines += [_md(_with_ci(summary)[["config", "dataset", "method", "k", "auroc", "seeds"]]), ""]
+        lines += ["Average over the data sets (per seed the mean of the data sets' task-macro AUROC, then "
+                  "mean [95% CI] over seeds):", "",
+                  _md(_with_ci(average)[["config", "method", "k", "datasets", "auroc", "seeds"]]), ""]
+        lines += ["## Pretrained encoder vs baselines", "",
+                  "Wilcoxon signed-rank test paired over seeds x tasks (unadjusted p < 0.05 for a verdict; "
+                  "`p_holm`: Holm-adjusted over all comparisons of this table):", "",
+                  _md(tests), ""]
+        helps = tests[tests.verdict == "pretraining helps"] if len(tests) else tests
+        hurts = tests[tests.verdict == "pretraining hurts"] if len(tests) else tests
+        lines += [f"Pretraining helps in {len(helps)} and hurts in {len(hurts)} of {len(tests)} comparisons; "
+                  f"the rest show no evidence either way.", ""]
+        plots += _plots(summary, out)
+    if not other.empty:
+        generic = generic_summary(other, grid_keys)
+        generic.to_csv(out / "other_summary.csv", index=False)
+        lines += ["## Other evaluations", "", "Each table's values, mean [95% CI] over seeds "
+                  "(all rows: `other_summary.csv`):", ""]
+        for (ev, table), g in generic.groupby(["evaluation", "table"], sort=False):
+            g = g.dropna(axis=1, how="all")
+            cols = [c for c in g.columns if c not in ("evaluation", "table", "mean", "ci_low", "ci_high")]
+            lines += [f"### `{ev}` / `{table}`", "", _md(_with_ci(g, "value")[[*cols, "value"]]), ""]
+        plots += _ood_plot(generic, out)
+    for name in plots:
         lines.append(f"![{name}]({name})")
+    lines += [""] + data_section(checksums)
     (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _with_ci(df: pd.DataFrame, column: str = "auroc") -> pd.DataFrame:
+    return df.assign(**{column: [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in
+                                 zip(df["mean"], df["ci_low"], df["ci_high"])]})
+
+
+#: columns that identify a trial or its provenance, not what a value measures
+_BOOKKEEPING = ("trial", "seed", "config_hash", "versions", "pretrain_data_sha256", "eval_data_sha256",
+                "value", "draw", "n_test")
+
+
+def average_table(results: pd.DataFrame, grid_keys: list[str], metric: str = "auroc") -> pd.DataFrame:
+    """Per config x method x k: per seed the mean over data sets of the task-macro ``metric``, then
+    mean and 95% CI over seeds (the "average over the eight sets" of Hu et al. 2020)."""
+    df = results[results.metric == metric].copy()
+    df["config"] = _config_label(df, grid_keys)
+    per_set = df.groupby(["config", "method", "k", "seed", "dataset"])["value"].mean().reset_index()
+    per_seed = per_set.groupby(["config", "method", "k", "seed"]).agg(
+        value=("value", "mean"), datasets=("dataset", "nunique")).reset_index()
+    rows = []
+    for key, g in per_seed.groupby(["config", "method", "k"]):
+        m, lo, hi = mean_ci(g["value"].values)
+        rows.append(dict(zip(["config", "method", "k"], key), datasets=int(g["datasets"].min()), mean=m,
+                         ci_low=lo, ci_high=hi, seeds=len(g)))
+    return pd.DataFrame(rows)
+
+
+def generic_summary(results: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
+    """Any evaluation table: mean and 95% CI over seeds of ``value`` per config x every descriptive
+    column of that table (e.g. suite, part, method, metric)."""
+    frames = []
+    for (ev, table), g in results.groupby(["evaluation", "table"], sort=False):
+        g = g.dropna(axis=1, how="all").copy()
+        g["value"] = pd.to_numeric(g["value"], errors="coerce")
+        g = g.dropna(subset=["value"])
+        if g.empty:
+            continue
+        g["config"] = _config_label(g, grid_keys)
+        keys = ["config"] + [c for c in g.columns if c not in (*_BOOKKEEPING, *grid_keys, "config",
+                                                                "evaluation", "table")]
+        per_seed = g.groupby(keys + ["seed"], dropna=False)["value"].mean().reset_index()
+        rows = []
+        for key, s in per_seed.groupby(keys, dropna=False):
+            m, lo, hi = mean_ci(s["value"].values)
+            rows.append({"evaluation": ev, "table": table, **dict(zip(keys, key)), "mean": m, "ci_low": lo,
+                         "ci_high": hi, "seeds": len(s)})
+        frames.append(pd.DataFrame(rows))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _ood_plot(generic: pd.DataFrame, out: Path) -> list[str]:
+    """``ood_vs_id.png``: in-distribution vs out-of-distribution value per config x method, one panel
+    per metric, when a table has a ``part`` column with both ``id`` and ``ood`` rows."""
+    if generic.empty or "part" not in generic or not {"id", "ood"} <= set(generic["part"].dropna()):
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = generic[generic["part"].isin(["id", "ood"])]
+    by = [c for c in ("config", "suite", "method") if c in df]
+    metrics = list(df["metric"].dropna().unique())[:4] if "metric" in df else [None]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        d = df[df["metric"] == metric] if metric is not None else df
+        wide = d.pivot_table(index=by, columns="part", values="mean", aggfunc="mean").dropna()
+        x = np.arange(len(wide))
+        ax.bar(x - 0.2, wide["id"], 0.4, label="in-distribution")
+        ax.bar(x + 0.2, wide["ood"], 0.4, label="out-of-distribution")
+        ax.set_xticks(x, [", ".join(map(str, i if isinstance(i, tuple) else (i,))) for i in wide.index],
+                      rotation=60, ha="right", fontsize=6)
+        ax.set_title(str(metric or "value"))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "ood_vs_id.png", dpi=110)
+    plt.close(fig)
+    return ["ood_vs_id.png"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,12 +17,16 @@ from scipy import stats
 
 from cgc_framework.errors import ConfigError
 from cgc_framework.metrics import mean_ci
-from cgc_framework.sweep import load_sweep, plan_trials, run_sweep
+from cgc_framework.sweep import (MOLNET_FILES, expand_env, load_sweep, plan_trials, run_sweep,
+                                 trial_data_checksums, validate_sweep)
+from cgc_framework.sweep_report import data_section
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((REPO / "benchmarks" / "sweeps").glob("*.yaml"))
 
 
-def sweep_file(tmp_path: Path, registry_yaml: Path, data_dir: Path) -> Path:
+def sweep_file(tmp_path: Path, registry_yaml: Path, data_dir: Path | str) -> Path:
     text = f"""
 name: tiny
 base: {registry_yaml}
@@ -89,3 +96,201 @@ def test_tiny_sweep_runs_resumes_and_reports(tmp_path, registry_yaml, shared_dat
     assert res.returncode == 0, res.stderr
     assert "4 trials, 2 cached, 2 to run" in res.stdout
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("trials/*/result.parquet")}
+    # data checksums: the sha256 of the CSV each row's evaluation read, and of the pretraining files
+    bbbp = hashlib.sha256((shared_data / "moleculenet" / "BBBP.csv").read_bytes()).hexdigest()
+    assert set(results.eval_data_sha256) == {json.dumps({"BBBP.csv": bbbp})}
+    pre = json.loads(results.pretrain_data_sha256.iloc[0])
+    assert pre and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in pre.values())
+    assert bbbp in report and all(h in report for h in pre.values())
+    sums = pd.read_csv(out / "data_checksums.csv")
+    assert set(sums[sums.role == "evaluation"].sha256) == {bbbp} and sums.trial.nunique() == 2
+
+
+def test_sweep_values_expand_environment_variables(tmp_path, registry_yaml, monkeypatch):
+    raw = {"a": {"data_dir": "${CGC_T_DIR}/x", "n": 3, "plain": "$HOME"},
+           "b": [{"profiles": ["${CGC_T_UNSET:-fallback}/p.csv"]}], "c": {"data_dir": "${CGC_T_UNSET:-}"}}
+    got = expand_env(raw, environ={"CGC_T_DIR": "/d"})
+    assert got == {"a": {"data_dir": "/d/x", "n": 3, "plain": "$HOME"}, "b": [{"profiles": ["fallback/p.csv"]}],
+                   "c": {"data_dir": None}}
+    with pytest.raises(ConfigError, match=r"a.data_dir: environment variable CGC_T_DIR is not set"):
+        expand_env(raw, environ={})
+    # through a sweep file; --set replaces the value before expansion
+    p = sweep_file(tmp_path, registry_yaml, '"${CGC_T_DIR}"')  # quoted: braces end a YAML flow mapping
+    monkeypatch.setenv("CGC_T_DIR", str(tmp_path))
+    sweep, _ = load_sweep(p)
+    assert sweep.evaluations["fs"].params["data_dir"] == str(tmp_path)
+    sweep, _ = load_sweep(p, overrides=["evaluations.fs.params.data_dir=/elsewhere"])
+    assert sweep.evaluations["fs"].params["data_dir"] == "/elsewhere"
+
+
+def fake_shared_data(monkeypatch: pytest.MonkeyPatch, root: Path) -> Path:
+    """``$CGC_SHARED_DATA`` -> an empty tree with the directories the shipped sweeps name (validation
+    checks that data paths exist, it reads no data)."""
+    (root / "moleculenet").mkdir(parents=True)
+    monkeypatch.setenv("CGC_SHARED_DATA", str(root))
+    return root
+
+
+def test_quick_overrides_reach_every_gridded_stage(monkeypatch, tmp_path):
+    molnet = fake_shared_data(monkeypatch, tmp_path) / "moleculenet"
+    full, _ = load_sweep(REPO / "benchmarks" / "sweeps" / "stage_ablation.yaml")
+    quick, _ = load_sweep(REPO / "benchmarks" / "sweeps" / "stage_ablation.yaml", quick=True)
+    trials = plan_trials(full)
+    assert len(trials) == 18 and len({t["trial"] for t in trials}) == 18
+    assert {len(t["config"]["stages"]) for t in trials} == {1, 2, 3}
+    assert all(s["epochs"] > 1 for t in trials for s in t["config"]["stages"])
+    q = plan_trials(quick)
+    assert len(q) == 6 and all(s["epochs"] == 1 for t in q for s in t["config"]["stages"])
+    assert {t["labels"]["stages"] for t in q} == {"mask", "mask+contrast", "mask+contrast+causal"}
+    assert all(t["config"]["evaluations"]["fewshot"]["params"]["data_dir"] == str(molnet) for t in q)
+
+
+@pytest.mark.parametrize("override", ["stages.5.epochs=1", "tasks.*.nothing.*.x=1"])
+def test_overrides_that_match_nothing_are_errors(tmp_path, registry_yaml, override):
+    p = sweep_file(tmp_path, registry_yaml, tmp_path)
+    sweep, _ = load_sweep(p, overrides=[f"overrides=[{override}]"])
+    with pytest.raises(ConfigError, match=re.escape(override.split("=")[0])):
+        plan_trials(sweep)
+
+
+@pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_sweeps_validate(path, quick, monkeypatch, tmp_path):
+    fake_shared_data(monkeypatch, tmp_path)
+    trials = validate_sweep(path, quick=quick)
+    assert trials and len({t["trial"] for t in trials}) == len(trials)
+
+
+def test_shipped_sweeps_include_the_standard_three():
+    assert {"stage_ablation", "ood", "causal"} <= {p.stem for p in SHIPPED}
+
+
+def test_validation_names_an_unknown_component(tmp_path, registry_yaml):
+    p = sweep_file(tmp_path, registry_yaml, tmp_path)
+    with pytest.raises(ConfigError, match="few_shoot"):
+        validate_sweep(p, overrides=["evaluations.fs.name=few_shoot"])
+
+
+def test_trial_data_checksums_hash_the_files_read(tmp_path, registry_yaml):
+    from cgc_framework.config import load_config
+
+    (tmp_path / MOLNET_FILES["bbbp"]).write_text("smiles,p_np\nCCO,1\n")
+    cfg = load_config(registry_yaml, [f"evaluations={{fs: {{name: few_shot, params: {{datasets: [bbbp, bace], "
+                                      f"data_dir: {tmp_path}}}}}}}"])
+    data = trial_data_checksums(cfg)
+    want = hashlib.sha256(b"smiles,p_np\nCCO,1\n").hexdigest()
+    assert data["evaluations"]["fs"] == {"bbbp": {str((tmp_path / "BBBP.csv").resolve()): want}, "bace": {}}
+    assert data["pretraining"], "the embedded plate's files"
+    for f, h in data["pretraining"].items():
+        assert h == hashlib.sha256(Path(f).read_bytes()).hexdigest()
+    # exactly the files the dataset's describe() provenance names (no working-directory files), with
+    # the same checksum prefixes
+    text = json.dumps(data["pretraining_provenance"])
+    assert all(Path(f).name in text for f in data["pretraining"]), data["pretraining"]
+    prov = data["pretraining_provenance"]["profiles"]
+    for name, prefix in re.findall(r"(\S+) \(sha256 ([0-9a-f]+)", prov):
+        assert any(Path(f).name == name and h.startswith(prefix) for f, h in data["pretraining"].items())
+
+
+def test_data_section_flags_a_file_that_changed_between_trials():
+    sums = pd.DataFrame({"trial": ["a", "b"], "role": ["evaluation"] * 2, "evaluation": ["fs"] * 2,
+                         "dataset": ["bbbp"] * 2, "file": ["/d/BBBP.csv"] * 2, "sha256": ["1" * 64, "2" * 64]})
+    text = "\n".join(data_section(sums))
+    assert "1" * 64 in text and "2" * 64 in text and "BBBP.csv had different checksums" in text
+    assert "different checksums" not in "\n".join(data_section(sums.iloc[:1]))
+
+
+def synthetic_results() -> pd.DataFrame:
+    """Few-shot rows (2 configs x 2 sets x 2 methods x 3 seeds x 2 tasks) and OOD rows (id/ood parts)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for config in ("a", "b"):
+        for seed in (0, 1, 2):
+            for ds in ("bbbp", "tox21"):
+                for method in ("pretrained", "ecfp_lr"):
+                    for task in ("t1", "t2"):
+                        rows.append({"evaluation": "fs", "table": "few_shot", "trial": f"{config}{seed}",
+                                     "seed": seed, "stages": config, "dataset": ds, "task": task,
+                                     "method": method, "k": 5, "metric": "auroc", "value": rng.uniform(0.5, 0.9)})
+            for part in ("id", "ood"):
+                for method in ("model", "control"):
+                    rows.append({"evaluation": "ood", "table": "metrics", "trial": f"{config}{seed}", "seed": seed,
+                                 "stages": config, "part": part, "method": method, "metric": "pearson",
+                                 "value": rng.uniform(0, 1)})
+    return pd.DataFrame(rows)
+
+
+def test_report_tables_equal_numbers_recomputed_from_the_results(tmp_path):
+    from types import SimpleNamespace
+
+    from cgc_framework.sweep_report import average_table, generic_summary, write_report
+
+    res = synthetic_results()
+    fs = res[res.table == "few_shot"]
+    avg = average_table(fs, ["stages"])
+    g = fs[(fs.stages == "b") & (fs.method == "pretrained")]
+    per_seed = g.groupby(["seed", "dataset"])["value"].mean().groupby("seed").mean().values
+    m, lo, hi = mean_ci(per_seed)
+    row = avg[(avg.config == "b") & (avg.method == "pretrained")]
+    assert row["mean"].item() == pytest.approx(m) and row["ci_low"].item() == pytest.approx(lo)
+    assert row["datasets"].item() == 2 and row["seeds"].item() == 3
+    gen = generic_summary(res[res.table != "few_shot"], ["stages"])
+    o = res[(res.table == "metrics") & (res.stages == "a") & (res.part == "ood") & (res.method == "model")]
+    m, lo, hi = mean_ci(o.groupby("seed")["value"].mean().values)
+    got = gen[(gen.config == "a") & (gen.part == "ood") & (gen.method == "model")]
+    assert got["mean"].item() == pytest.approx(m) and got["ci_high"].item() == pytest.approx(hi)
+    sweep = SimpleNamespace(name="syn", base=Path("registry.yaml"), seeds=[0, 1, 2], grid={"stages": ["a", "b"]})
+    trials = pd.DataFrame({"trial": ["a0", "a1"], "seed": [0, 1], "status": ["ok", "not run"]})
+    write_report(sweep, res, trials, tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "1 trial(s) not run yet" in report and "Failed trials" not in report
+    assert "## Few-shot AUROC" in report and "## Other evaluations" in report and "`ood` / `metrics`" in report
+    assert f"{m:.3f} [{lo:.3f}, {hi:.3f}]" in report
+    assert (tmp_path / "ood_vs_id.png").stat().st_size > 1000 and (tmp_path / "average.csv").exists()
+
+
+def test_evaluation_data_files_cover_molnet_lists_and_nested_paths(tmp_path):
+    from cgc_framework.sweep import evaluation_data_files
+
+    for name in ("tox21", "sider"):
+        (tmp_path / MOLNET_FILES[name]).write_bytes(b"x")
+    prof = tmp_path / "plate.csv"
+    prof.write_text("a\n")
+    got = evaluation_data_files({"toxicity_sets": ["tox21", "sider", "clintox"], "data_dir": str(tmp_path),
+                                 "ood_dataset": {"name": "d", "params": {"profiles": [str(prof)]}}, "top_k": [1]})
+    assert got == {"tox21": [tmp_path / "tox21.csv.gz"], "sider": [tmp_path / "sider.csv.gz"], "clintox": [],
+                   "*": [prof]}
+
+
+def test_holm_adjustment_matches_the_step_down_definition():
+    from cgc_framework.sweep_report import holm
+
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.2])
+    got = holm(p)
+    # sorted 0.01, 0.03, 0.04, 0.2 with m = 4: 0.04, 0.09, max(0.09, 0.08) = 0.09, max(0.09, 0.2) = 0.2
+    assert np.isnan(got[2])
+    assert got[[0, 3, 1, 4]] == pytest.approx([0.04, 0.09, 0.09, 0.2])
+
+
+def test_cgc_bench_validate_flag(tmp_path, monkeypatch):
+    fake_shared_data(monkeypatch, tmp_path)
+    res = subprocess.run([BIN / "cgc-bench", str(REPO / "benchmarks" / "sweeps" / "stage_ablation.yaml"),
+                          "--validate", "--set", "evaluations.fewshot.name=few_shoot"],
+                         capture_output=True, text=True, env=dict(os.environ))
+    assert res.returncode == 2 and "few_shoot" in res.stderr
+    res = subprocess.run([BIN / "cgc-bench", str(REPO / "benchmarks" / "sweeps" / "stage_ablation.yaml"), "--quick",
+                          "--validate"], capture_output=True, text=True, env=dict(os.environ))
+    assert res.returncode == 0 and "valid, 6 trials" in res.stdout, res.stderr
+
+
+def test_pooled_paired_test_pairs_every_seed_data_set_and_task():
+    from cgc_framework.sweep_report import paired_tests
+
+    res = synthetic_results()
+    fs = res[res.table == "few_shot"]
+    tests = paired_tests(fs, ["stages"])
+    pooled = tests[(tests.dataset == "(all)") & (tests.config == "a") & (tests.baseline == "ecfp_lr")]
+    g = fs[fs.stages == "a"].pivot_table(index=["seed", "dataset", "task"], columns="method", values="value")
+    assert pooled.pairs.item() == len(g) == 3 * 2 * 2
+    assert pooled.p_value.item() == pytest.approx(stats.wilcoxon(g["pretrained"], g["ecfp_lr"]).pvalue)
+    assert len(tests[tests.dataset != "(all)"]) == 2 * 2 * 1  # configs x data sets x the one baseline present
