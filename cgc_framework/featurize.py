@@ -78,7 +78,7 @@ def build_record(plan: Plan, record: Record, omitted: SkipLog | None = None,
                  cache: GraphCache | None = None) -> HeteroData:
     """The experiment graph of one record.
 
-    Raises ``_Rejected`` (component, field, value, reason) when a required modality's value is
+    Raises ``RecordRejected`` (component, field, value, reason) when a required modality's value is
     missing or rejected, or an edge source rejects the record; optional modalities' omissions are
     added to ``omitted`` instead.
     """
@@ -89,14 +89,14 @@ def build_record(plan: Plan, record: Record, omitted: SkipLog | None = None,
         info = mp.builder_spec.info
         try:
             if _is_missing(value):
-                raise _Rejected(info.name, field_name, value,
+                raise RecordRejected(info.name, field_name, value,
                                 f"record has no '{field_name}' value (needed by modality '{name}')")
             try:
                 with plan.registry.guard(info, f"building record '{record.id}'"):
                     fragment = _build_fragment(mp, value, cache)
             except RecordError as exc:
-                raise _Rejected(info.name, field_name, value, str(exc)) from None
-        except _Rejected as rej:
+                raise RecordRejected(info.name, field_name, value, str(exc)) from None
+        except RecordRejected as rej:
             if mp.required:
                 raise
             if omitted is not None:
@@ -115,7 +115,7 @@ def build_record(plan: Plan, record: Record, omitted: SkipLog | None = None,
             with plan.registry.guard(spec.info, f"adding edges for record '{record.id}'"):
                 source.add_edges(record, data)
         except RecordError as exc:
-            raise _Rejected(spec.info.name, "", record.id, str(exc)) from None
+            raise RecordRejected(spec.info.name, "", record.id, str(exc)) from None
     plan.schema.conform(data)
     try:
         plan.schema.validate(data, where=f"record '{record.id}'")
@@ -127,7 +127,10 @@ def build_record(plan: Plan, record: Record, omitted: SkipLog | None = None,
     return data
 
 
-class _Rejected(Exception):
+class RecordRejected(Exception):
+    """A record that :func:`build_record` cannot turn into a graph: which component rejected which
+    field's value, and why (the row of ``skipped_records.csv``)."""
+
     def __init__(self, component: str, field: str, value: object, reason: str):
         super().__init__(reason)
         self.component, self.field, self.value, self.reason = component, field, value, reason
@@ -182,14 +185,14 @@ def _limited(records: Iterable[Record], limit: int | None) -> Iterator[Record]:
 
 
 _Result = tuple[str, Any, Any, list]
-"""``(record id, graph or None, _Rejected or None, omitted SkippedRecords)``."""
+"""``(record id, graph or None, RecordRejected or None, omitted SkippedRecords)``."""
 
 
 def _build_one(plan: Plan, record: Record, cache: GraphCache | None) -> _Result:
     omitted = SkipLog()
     try:
         return record.id, build_record(plan, record, omitted, cache), None, omitted.entries
-    except _Rejected as rej:
+    except RecordRejected as rej:
         return record.id, None, rej, omitted.entries
 
 
@@ -231,6 +234,6 @@ def _build_parallel(plan: Plan, records: Iterable[Record], cache: GraphCache | N
                 if packed is not None:
                     graph = graph_from_dict({k: {a: torch.from_numpy(x) for a, x in v.items()}
                                              for k, v in packed.items()})
-                yield rid, graph, (None if rej_t is None else _Rejected(*rej_t)), omissions
+                yield rid, graph, (None if rej_t is None else RecordRejected(*rej_t)), omissions
     finally:
         _WORKER_STATE.clear()

@@ -77,7 +77,7 @@ from tqdm.auto import tqdm
 
 from .embeddings import Pretrained, load_pretrained
 from .errors import CGCError
-from .featurize import _Rejected, build_record
+from .featurize import RecordRejected, build_record
 from .graph import FeatureSpec
 from .records import Record, RecordError, SkipLog
 
@@ -615,7 +615,7 @@ class WhatIf:
                 try:
                     graphs.append(self._graph(state, comp, dose, f"reference:{cid}@{dose:g}"))
                     kept.append(cid)
-                except _Rejected:
+                except RecordRejected:
                     continue
             delta = self._predict_graphs(graphs, state["slots"],
                                          f"cgc-predict: {len(graphs)} known compounds at {dose:g} uM") \
@@ -667,7 +667,7 @@ class WhatIf:
             for d in doses:
                 try:
                     graphs.append(self._graph(state, comp, d, f"query{i}@{d:g}"))
-                except _Rejected as rej:
+                except RecordRejected as rej:
                     raise PredictionError(f"SMILES {smiles_list[i]!r} at {d:g} uM: the experiment graph cannot be "
                                           f"built ({rej.component}: {rej.reason})") from None
                 index.append((smiles_list[i], d))

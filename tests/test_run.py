@@ -13,7 +13,7 @@ import torch
 
 from cgc_framework import hookimpl
 from cgc_framework.api import run
-from conftest import MACHINERY, cli_sets, one_stage
+from conftest import MACHINERY, one_stage
 from cgc_framework.errors import DataError
 from cgc_framework.graph import GraphSchema
 from cgc_framework.orchestrator import build_model, load_checkpoint

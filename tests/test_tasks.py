@@ -10,7 +10,6 @@ import torch
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
-from cgc_framework.graph import GraphSchema
 from cgc_plugins.encoders import HGTEncoder, HGTParams, TypedAttentionEncoder, TypedAttentionParams
 from cgc_plugins.molecules.features import molecule_schema
 from cgc_plugins.tasks import (CausalIntervention, CausalParams, ContrastParams, CrossModalContrast,

@@ -34,6 +34,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 
 from cgc_framework.contracts import Dataset, EvaluationContext
+from cgc_framework.errors import DataError
 from cgc_framework.featurize import build_graphs
 from cgc_framework.metrics import regression_metrics
 from cgc_framework.records import Record, SkipLog
@@ -107,9 +108,7 @@ def build_experiment_graphs(ctx: EvaluationContext, records: list[Record]) -> tu
             built = build_graphs(plan, progress=False, workers=0)
             got = dict(zip(built.record_ids, built.graphs))
             rejected = {e.record_id: e for e in built.skips.entries}
-        except Exception as exc:  # DataError: nothing usable
-            if type(exc).__name__ != "DataError":
-                raise
+        except DataError as exc:  # nothing usable
             got, rejected = {}, {}
             for r in todo:
                 log = SkipLog()

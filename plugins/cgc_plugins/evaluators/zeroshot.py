@@ -51,8 +51,7 @@ from torch_geometric.utils import scatter
 from cgc_framework.config import ExistingPath
 from cgc_framework.contracts import Dataset, EvaluationContext, EvaluationResult, Evaluator, HeldOutMolecules
 from cgc_framework.embeddings import CELL_NODE_TYPES, Pretrained
-from cgc_framework.errors import PluginError
-from cgc_framework.featurize import build_record
+from cgc_framework.featurize import RecordRejected, build_record
 from cgc_framework.metrics import SingleClassError, classification_metrics
 from cgc_framework.records import Record, SkipLog
 
@@ -133,10 +132,8 @@ def _build(plan: Any, records: list[Record]) -> tuple[list[HeteroData], list[Rec
         try:
             graphs.append(build_record(plan, r))
             kept.append(r)
-        except PluginError:
-            raise
-        except Exception as exc:  # featurize's rejection (component, field, reason)
-            rejected.append(f"{r.id}: {getattr(exc, 'reason', exc)}")
+        except RecordRejected as exc:
+            rejected.append(f"{r.id}: {exc.reason}")
     return graphs, kept, rejected
 
 
