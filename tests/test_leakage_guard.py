@@ -11,9 +11,8 @@ from cgc_framework.compose import LEAKAGE_GUARD, HeldOutFilter
 from cgc_framework.contracts import EvaluationResult, Evaluator
 from cgc_framework.featurize import build_graphs
 from cgc_framework.records import SkipLog
-from cgc_plugins.evaluators.common import held_out, inchikey14
+from cgc_plugins.evaluators.common import dataset_with_splits, held_out, inchikey14
 from cgc_plugins.datasets.lincs import EMBEDDED_COMPOUNDS
-from cgc_plugins.evaluators.zeroshot import _dataset
 
 ALL_SPLITS = "data.dataset.params={split: {by: compound, test_fraction: 0.2}, include_splits: [train, val, test]}"
 ZS = "evaluations={zs: {name: zero_shot, params: {toxicity_sets: []}}}"
@@ -27,7 +26,7 @@ def test_zero_shot_test_compounds_are_held_out_when_pretraining_would_read_them(
     plan = plan_run(registry_yaml, overrides=[ALL_SPLITS, ZS])
     assert isinstance(plan.dataset, HeldOutFilter)
     built = build_graphs(plan, progress=False)
-    test = [r for r in _dataset(plan, ["test"]).records(SkipLog()) if r.fields.get("smiles")]
+    test = [r for r in dataset_with_splits(plan, ["test"]).records(SkipLog()) if r.fields.get("smiles")]
     keys = {inchikey14(r.fields["smiles"]) for r in test}
     guarded = _guard_skips(built)
     assert len(guarded) == len(test) > 0  # every test well of a compound with a SMILES, nothing else

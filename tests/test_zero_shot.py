@@ -18,7 +18,8 @@ from cgc_framework.api import plan_run, run, run_evaluations
 from cgc_framework.embeddings import load_pretrained
 from cgc_framework.featurize import build_record
 from cgc_framework.records import SkipLog
-from cgc_plugins.evaluators.zeroshot import (ZeroShotParams, _dataset, chance_any_positive,
+from cgc_plugins.evaluators.common import dataset_with_splits
+from cgc_plugins.evaluators.zeroshot import (ZeroShotParams, chance_any_positive,
                                              topk_any_positive)
 
 SPLIT = "data.dataset.params={split: {by: compound, test_fraction: 0.2}, include_splits: [train, val]}"
@@ -71,7 +72,7 @@ def zs_run(tmp_path_factory, registry_yaml):
 
 
 def _test_split(plan):
-    records = list(_dataset(plan, ["test"]).records(SkipLog()))
+    records = list(dataset_with_splits(plan, ["test"]).records(SkipLog()))
     graphs, kept = [], []
     for r in records:
         if r.fields.get("smiles"):
@@ -126,7 +127,7 @@ def test_response_magnitudes_recomputed(zs_run, registry_yaml):
     assert comp.compound_id.is_unique and len(comp) >= 50 and (comp.top_dose_um == comp.top_dose_um.max()).all()
     assert set(comp.split) == {"test", "train/val"}
     plan = plan_run(registry_yaml, overrides=overrides)
-    records = [r for r in _dataset(plan, ["train", "val", "test"]).records(SkipLog()) if r.fields.get("smiles")]
+    records = [r for r in dataset_with_splits(plan, ["train", "val", "test"]).records(SkipLog()) if r.fields.get("smiles")]
     top = max(r.fields["dose_um"] for r in records)
     assert comp.top_dose_um.iloc[0] == pytest.approx(top)
     pre = load_pretrained(res.run_dir / "checkpoints" / "final.pt")

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from cgc_framework.contracts import EvaluationContext, HeldOutMolecules
+from cgc_framework.contracts import Dataset, EvaluationContext, HeldOutMolecules
 from cgc_framework.embeddings import Pretrained
 from cgc_framework.graph import GraphSchema
 from cgc_framework.orchestrator import build_model, load_checkpoint
@@ -37,6 +37,17 @@ def inchikey14(smiles: str | None) -> str | None:
 def record_inchikey14(record: Record) -> str | None:
     """InChIKey14 of a record's ``smiles`` field (``None`` without a parsable SMILES)."""
     return inchikey14(record.fields.get("smiles"))
+
+
+def dataset_with_splits(plan: Any, include_splits: list[str]) -> Dataset:
+    """A fresh copy of the run's dataset (its own params and split) yielding only the records of
+    ``include_splits`` — the raw dataset, not the leakage-guarded one pretraining read."""
+    spec = plan.dataset_spec
+    if spec.params is None or "include_splits" not in type(spec.params).model_fields:
+        raise ValueError(f"dataset '{spec.info.name}' has no include_splits parameter: "
+                         "its held-out records cannot be selected")
+    params = spec.params.model_copy(update={"include_splits": list(include_splits)})
+    return plan.registry.create("dataset", spec.info.name, params)
 
 
 def held_out(keys_and_where: Iterable[tuple[str | None, str]]) -> HeldOutMolecules:

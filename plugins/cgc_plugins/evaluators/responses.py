@@ -39,6 +39,8 @@ from cgc_framework.featurize import build_graphs
 from cgc_framework.metrics import regression_metrics
 from cgc_framework.records import Record, SkipLog
 
+from .common import dataset_with_splits
+
 META_FIELDS = ("compound_id", "compound_name", "smiles", "inchikey", "dose_um", "moa", "target", "plate",
                "well", "cell_line", "split")
 
@@ -63,14 +65,10 @@ def dataset_records(ctx: EvaluationContext, include_splits: list[str] | None = N
         params = plan.registry.validate_params("dataset", ref.name, ref.params, key="evaluation dataset",
                                                context={"base_dir": plan.base_dir})
         ds = plan.registry.create("dataset", ref.name, params)
+    elif include_splits is not None:
+        ds = dataset_with_splits(plan, include_splits)
     else:
-        params = plan.dataset_spec.params
-        if include_splits is not None:
-            if params is None or "include_splits" not in type(params).model_fields:
-                raise ValueError(f"dataset '{plan.dataset_spec.info.name}' has no include_splits parameter: "
-                                 "its held-out records cannot be selected")
-            params = params.model_copy(update={"include_splits": list(include_splits)})
-        ds = plan.registry.create("dataset", plan.dataset_spec.info.name, params)
+        ds = plan.registry.create("dataset", plan.dataset_spec.info.name, plan.dataset_spec.params)
     return list(ds.records(SkipLog())), ds
 
 

@@ -49,14 +49,14 @@ from torch_geometric.loader import DataLoader
 from torch_geometric.utils import scatter
 
 from cgc_framework.config import ExistingPath
-from cgc_framework.contracts import Dataset, EvaluationContext, EvaluationResult, Evaluator, HeldOutMolecules
+from cgc_framework.contracts import EvaluationContext, EvaluationResult, Evaluator, HeldOutMolecules
 from cgc_framework.embeddings import CELL_NODE_TYPES, Pretrained
-from cgc_framework.featurize import RecordRejected, build_record
 from cgc_framework.metrics import SingleClassError, classification_metrics
 from cgc_framework.records import Record, SkipLog
 
-from .common import guard_note, held_out, inchikey14, pretrained_from_context, pretraining_inchikeys
+from .common import dataset_with_splits, guard_note, held_out, inchikey14, pretrained_from_context, pretraining_inchikeys
 from .molnet import TOXICITY_SETS, load_molnet
+from .responses import build_experiment_graphs
 
 NON_TOXICITY_TASKS = frozenset({"FDA_APPROVED"})  # ClinTox: approval is not a toxicity label
 SCORES = ("predicted_magnitude", "untrained_predicted_magnitude", "measured_magnitude", "logp", "mol_weight")
@@ -111,30 +111,15 @@ def chance_any_positive(n_positives: np.ndarray, n_gallery: int, k: int) -> floa
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def _dataset(plan: Any, include_splits: list[str]) -> Dataset:
-    """A fresh copy of the run's dataset yielding only ``include_splits`` (not the guarded one)."""
-    spec = plan.dataset_spec
-    if spec.params is None or "include_splits" not in type(spec.params).model_fields:
-        raise ValueError(f"dataset '{spec.info.name}' has no include_splits parameter")
-    params = spec.params.model_copy(update={"include_splits": include_splits})
-    return plan.registry.create("dataset", spec.info.name, params)
-
-
 def _split_by(plan: Any) -> str | None:
     split = getattr(plan.dataset_spec.params, "split", None)
     return getattr(split, "by", None)
 
 
-def _build(plan: Any, records: list[Record]) -> tuple[list[HeteroData], list[Record], list[str]]:
-    """Experiment graphs of ``records`` as pretraining builds them; rejected ones are listed."""
-    graphs, kept, rejected = [], [], []
-    for r in records:
-        try:
-            graphs.append(build_record(plan, r))
-            kept.append(r)
-        except RecordRejected as exc:
-            rejected.append(f"{r.id}: {exc.reason}")
-    return graphs, kept, rejected
+def _build(ctx: EvaluationContext, records: list[Record]) -> tuple[list[HeteroData], list[Record], list[str]]:
+    """Experiment graphs of ``records`` as pretraining builds them; rejected ones as ``"id: reason"``."""
+    graphs, kept, skips = build_experiment_graphs(ctx, records)
+    return graphs, kept, [f"{e.record_id}: {e.reason}" for e in skips.entries]
 
 
 def _task_key(plan: Any, name: str) -> str | None:
@@ -201,7 +186,7 @@ class ZeroShotEvaluator(Evaluator):
             return None
         if "test" not in getattr(plan.dataset_spec.params, "include_splits", []):
             return None
-        records = _dataset(plan, ["test"]).records(SkipLog())
+        records = dataset_with_splits(plan, ["test"]).records(SkipLog())
         return held_out((inchikey14(r.fields.get("smiles")), "compound test split of the run's dataset")
                         for r in records)
 
@@ -239,11 +224,11 @@ class ZeroShotEvaluator(Evaluator):
         if by != "compound":
             return None, None, [], (f"Retrieval skipped: the dataset is split by '{by}', so no compound is "
                                     f"held out; set `data.dataset.params.split.by: compound`.")
-        records = list(_dataset(plan, ["test"]).records(SkipLog()))
+        records = list(dataset_with_splits(plan, ["test"]).records(SkipLog()))
         if p.max_profiles and len(records) > p.max_profiles:
             idx = np.sort(np.random.default_rng(ctx.seed).choice(len(records), p.max_profiles, replace=False))
             records = [records[i] for i in idx]
-        graphs, records, rejected = _build(plan, records)
+        graphs, records, rejected = _build(ctx, records)
         notes = [f"{len(rejected)} held-out wells rejected by the graph builders (e.g. {rejected[0]})"] \
             if rejected else []
         compounds = list(dict.fromkeys(str(r.fields["compound_id"]) for r in records))
@@ -304,7 +289,7 @@ class ZeroShotEvaluator(Evaluator):
         if causal_key is None:
             return None, None, [], "Response-magnitude toxicity score skipped: the run has no causal task."
         try:
-            records = list(_dataset(plan, ["train", "val", "test"]).records(SkipLog()))
+            records = list(dataset_with_splits(plan, ["train", "val", "test"]).records(SkipLog()))
         except ValueError as exc:
             return None, None, [], f"Response-magnitude toxicity score skipped: {exc}."
         doses = [r.fields.get("dose_um") for r in records if r.fields.get("dose_um") is not None]
@@ -324,8 +309,8 @@ class ZeroShotEvaluator(Evaluator):
             probes.append(Record(f"{cid}@{top:g}uM", {**r0.fields, "dose_um": top, "cell_profile": probe}))
             measured_recs.append(max(recs, key=lambda r: r.fields.get("dose_um") or 0.0))
             ids.append(cid)
-        g_probe, kept, rejected = _build(plan, probes)
-        g_meas, kept_m, _ = _build(plan, measured_recs)
+        g_probe, kept, rejected = _build(ctx, probes)
+        g_meas, kept_m, _ = _build(ctx, measured_recs)
         keep = {r.id.rsplit("@", 1)[0] for r in kept} & {str(r.fields["compound_id"]) for r in kept_m}
         sel = [i for i, c in enumerate(ids) if c in keep]
         gi = {r.id.rsplit("@", 1)[0]: g for r, g in zip(kept, g_probe)}
