@@ -46,7 +46,9 @@ def test_summary_numbers_are_recomputed_from_the_table():
 @pytest.fixture(scope="module")
 def fewshot_run(shared_data, tmp_path_factory, registry_yaml):
     params = (f"{{datasets: [bbbp], k: [5, 10], draws: 3, data_dir: {shared_data / 'moleculenet'}}}")
+    # every well of the plate (no compound split): the leakage guard alone holds molecules out
     return run(registry_yaml, overrides=["trainer.num_workers=0", one_stage(2),
+                                         "data.dataset.params.include_splits=[train, val, test]",
                                          "model.encoder.params.hidden_dim=16",
                                          f"evaluations={{fs: {{name: few_shot, params: {params}}}}}"],
                run_dir=tmp_path_factory.mktemp("fs") / "r", progress=False)
