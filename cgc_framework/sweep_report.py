@@ -248,6 +248,8 @@ def generic_summary(results: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame
     frames = []
     for (ev, table), g in results.groupby(["evaluation", "table"], sort=False):
         g = g.dropna(axis=1, how="all").copy()
+        if "value" not in g:  # a table without numbers (e.g. only labels) has nothing to average
+            continue
         g["value"] = pd.to_numeric(g["value"], errors="coerce")
         g = g.dropna(subset=["value"])
         if g.empty:

@@ -294,3 +294,17 @@ def test_pooled_paired_test_pairs_every_seed_data_set_and_task():
     assert pooled.pairs.item() == len(g) == 3 * 2 * 2
     assert pooled.p_value.item() == pytest.approx(stats.wilcoxon(g["pretrained"], g["ecfp_lr"]).pvalue)
     assert len(tests[tests.dataset != "(all)"]) == 2 * 2 * 1  # configs x data sets x the one baseline present
+
+
+def test_generic_summary_skips_tables_without_numbers():
+    """A table whose rows carry only labels (its `value` column all empty) is left out of the
+    averages instead of failing the report; numeric tables are averaged over seeds."""
+    from cgc_framework.sweep_report import generic_summary
+
+    rows = pd.DataFrame({"evaluation": ["ood"] * 4, "table": ["overlap", "overlap", "ood", "ood"],
+                         "trial": ["a", "b", "a", "b"], "seed": [0, 1, 0, 1],
+                         "note": ["shared slots", "shared slots", None, None],
+                         "metric": [None, None, "mse", "mse"], "value": [None, None, 2.0, 4.0]})
+    out = generic_summary(rows, [])
+    assert out["table"].tolist() == ["ood"]
+    assert out["mean"].tolist() == [3.0] and out["seeds"].tolist() == [2]
