@@ -242,14 +242,56 @@ def average_table(results: pd.DataFrame, grid_keys: list[str], metric: str = "au
     return pd.DataFrame(rows)
 
 
+#: wide tables with more rows than this per trial are per-item listings (per feature, per pair):
+#: they stay in ``results.parquet`` and are not averaged into the report.
+MAX_SUMMARY_ROWS_PER_TRIAL = 30
+
+
+def _long_form(g: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame | None:
+    """A table as ``metric``/``value`` rows: tidy tables as they are; a small wide table (one column
+    per measure, e.g. ICS or the do-check) melted — float and bool columns are measures, every
+    other column (names, integer counts and ``k``, ``*_um`` doses) describes the row. ``None``
+    when there is nothing to average."""
+    if "value" in g:
+        return g
+    if "trial" in g and g.groupby("trial").size().max() > MAX_SUMMARY_ROWS_PER_TRIAL:
+        return None
+    skip = {*_BOOKKEEPING, *grid_keys, "evaluation", "table"}
+    measures = [c for c in g.columns if c not in skip and not c.endswith("_um") and _is_measure(g[c])]
+    if not measures:
+        return None
+    g = g.copy()
+    for c in measures:
+        g[c] = g[c].astype(float)
+    name = "metric" if "metric" not in g else "measure"
+    return g.melt(id_vars=[c for c in g.columns if c not in measures], value_vars=measures,
+                  var_name=name, value_name="value")
+
+
+def _is_measure(col: pd.Series) -> bool:
+    """True for a column of non-integral numbers or of booleans (averaged: a rate). The results
+    table stores every number as float (tables are concatenated), so integral values — counts,
+    ``k`` — are taken as descriptors."""
+    v = col.dropna()
+    if v.empty:
+        return False
+    if v.map(lambda x: isinstance(x, (bool, np.bool_))).all():
+        return True
+    if not pd.api.types.is_numeric_dtype(v):
+        return False
+    return not np.all(np.mod(v.to_numpy(dtype=float), 1) == 0)
+
+
 def generic_summary(results: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
     """Any evaluation table: mean and 95% CI over seeds of ``value`` per config x every descriptive
-    column of that table (e.g. suite, part, method, metric)."""
+    column of that table (e.g. suite, part, method, metric). Small wide tables are melted first
+    (:func:`_long_form`); tables with only labels, or per-item listings, are left out."""
     frames = []
     for (ev, table), g in results.groupby(["evaluation", "table"], sort=False):
-        g = g.dropna(axis=1, how="all").copy()
-        if "value" not in g:  # a table without numbers (e.g. only labels) has nothing to average
+        g = _long_form(g.dropna(axis=1, how="all"), grid_keys)
+        if g is None:
             continue
+        g = g.copy()
         g["value"] = pd.to_numeric(g["value"], errors="coerce")
         g = g.dropna(subset=["value"])
         if g.empty:

@@ -308,3 +308,20 @@ def test_generic_summary_skips_tables_without_numbers():
     out = generic_summary(rows, [])
     assert out["table"].tolist() == ["ood"]
     assert out["mean"].tolist() == [3.0] and out["seeds"].tolist() == [2]
+
+
+def test_generic_summary_melts_small_wide_tables_and_keeps_counts_as_descriptors():
+    """ICS/do-check style tables (one column per measure) are averaged per measure; integral
+    columns (counts, k) describe rows; booleans average to a rate; per-item listings stay out."""
+    from cgc_framework.sweep_report import MAX_SUMMARY_ROWS_PER_TRIAL, generic_summary
+
+    wide = pd.DataFrame({"evaluation": "do", "table": "do_check", "trial": ["a", "b"], "seed": [0, 1],
+                         "method": "model", "n_queries": [192.0, 192.0], "mse": [0.5, 0.7],
+                         "identified": [True, False]})
+    n = MAX_SUMMARY_ROWS_PER_TRIAL + 1
+    listing = pd.DataFrame({"evaluation": "do", "table": "do_queries", "trial": ["a"] * n, "seed": 0,
+                            "mse": np.linspace(0.1, 0.9, n)})
+    out = generic_summary(pd.concat([wide, listing], ignore_index=True), []).set_index("metric")
+    assert set(out["table"]) == {"do_check"} and set(out.index) == {"mse", "identified"}
+    assert out.loc["mse", "mean"] == pytest.approx(0.6) and out.loc["identified", "mean"] == 0.5
+    assert (out["n_queries"] == 192).all()
