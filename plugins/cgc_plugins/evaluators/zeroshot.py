@@ -56,7 +56,7 @@ from cgc_framework.records import Record, SkipLog
 
 from .common import dataset_with_splits, guard_note, held_out, inchikey14, pretrained_from_context, pretraining_inchikeys
 from .molnet import TOXICITY_SETS, load_molnet
-from .responses import build_experiment_graphs
+from .responses import build_experiment_graphs, predict_treated
 
 NON_TOXICITY_TASKS = frozenset({"FDA_APPROVED"})  # ClinTox: approval is not a toxicity label
 SCORES = ("predicted_magnitude", "untrained_predicted_magnitude", "measured_magnitude", "logp", "mol_weight")
@@ -142,17 +142,12 @@ def _per_graph_sq(values: dict[str, Tensor], batch: HeteroData) -> Tensor:
     return total
 
 
-@torch.no_grad()
 def predicted_magnitude(pre: Pretrained, causal_key: str, graphs: list[HeteroData], batch_size: int = 64) -> np.ndarray:
-    """``[len(graphs)]``: ``||y^ - x||_2`` over the cell nodes of each graph (causal head, eval mode)."""
-    task = pre.model.tasks[causal_key]
-    pre.model.eval()
-    out = []
-    for batch in DataLoader(graphs, batch_size=batch_size):
-        batch = batch.to(pre.device)
-        preds = task.predict(batch, pre.model.encoder)
-        out.append(_per_graph_sq({t: p - batch[t].x for t, p in preds.items()}, batch).sqrt())
-    return torch.cat(out).numpy() if out else np.zeros(0)
+    """``[len(graphs)]``: ``||y^ - x||_2`` over the cell nodes of each graph (causal head, eval mode;
+    the predictions of :func:`~.responses.predict_treated`, NaN entries of ``x`` ignored)."""
+    preds = predict_treated(pre.model, causal_key, graphs, pre.device, batch_size)
+    return np.array([np.sqrt(sum(np.nansum((p[t].astype(np.float64) - g[t].x.double().numpy()) ** 2)
+                                 for t in p)) for p, g in zip(preds, graphs)])
 
 
 def measured_magnitude(graphs: list[HeteroData], cell_types: list[str]) -> np.ndarray:
