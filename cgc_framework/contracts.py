@@ -8,14 +8,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from .graph import GraphSchema
-from .records import Record, SkipLog
+from .records import Record, RecordError, SkipLog
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,25 @@ class GraphBuilder(ABC):
             RecordError: the value is invalid (unparsable SMILES, broken file); the message is the
                 reason shown to the user.
         """
+
+    def build_many(self, values: Sequence[Any]) -> list[HeteroData | RecordError]:
+        """Build the subgraphs of many values, in order; a rejected value gets its
+        ``RecordError`` in its place instead of raising.
+
+        The featurization machinery calls this on chunks of records (a few hundred values, the
+        same value possibly more than once). Default: :meth:`build` for each value. Override it
+        when batching is faster; the result must equal ``build`` value by value (the RDKit builder
+        does its array work once per chunk). A subclass that overrides only ``build`` is built
+        value by value. An unexpected exception makes the machinery retry the chunk value by
+        value, so the error names the record.
+        """
+        out: list[HeteroData | RecordError] = []
+        for value in values:
+            try:
+                out.append(self.build(value))
+            except RecordError as exc:
+                out.append(exc)
+        return out
 
     def params_key(self) -> dict[str, Any]:
         """Parameters that change the output (enters cache keys). Default: none."""

@@ -4,6 +4,8 @@ A record that a component rejects (``RecordError``) or that lacks a modality's f
 the :class:`~cgc_framework.records.SkipLog` and left out of training; everything else that goes
 wrong is a :class:`~cgc_framework.errors.PluginError` naming the plugin.
 
+Records are read in chunks of :data:`CHUNK`; a builder with its own ``build_many`` (e.g. the RDKit
+molecule builder) builds a chunk's values in one call (:func:`prebuild`), others value by value.
 Builders' subgraphs go through the :class:`~cgc_framework.cache.GraphCache` when
 ``data.cache_dir`` (or the ``CGC_FEATURE_CACHE`` environment variable) names a folder, and
 ``data.featurize_workers: N`` builds records in ``N`` forked processes (records are read, and
@@ -24,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .cache import CACHE_ENV, CachedRejection, GraphCache, cache_key
 from .compose import Plan
+from .contracts import GraphBuilder
 from .errors import DataError, PluginError
 from .graph import graph_from_dict, graph_to_dict
 from .records import Record, RecordError, SkipLog
@@ -74,9 +77,74 @@ def _build_fragment(mp: Any, value: Any, cache: GraphCache | None) -> HeteroData
     return fragment
 
 
+CHUNK = 256
+"""Records read ahead and built together: builders that override ``build_many`` get one call
+per modality and chunk (see :func:`prebuild`)."""
+
+
+def batches(builder: GraphBuilder) -> bool:
+    """Whether ``builder`` overrides ``build_many`` at or below the class that defines its
+    ``build`` (a subclass that overrides only ``build`` is built value by value, so its ``build``
+    is what runs)."""
+    mro = type(builder).__mro__
+    owner_many = next(c for c in mro if "build_many" in c.__dict__)
+    owner_build = next(c for c in mro if "build" in c.__dict__)
+    return owner_many is not GraphBuilder and issubclass(owner_many, owner_build)
+
+
+def prebuild(plan: Plan, records: list[Record], cache: GraphCache | None
+             ) -> dict[str, list[HeteroData | RecordError | None]]:
+    """Per modality whose builder :func:`batches`: each record's subgraph or
+    rejection, built with one ``build_many`` call over the values the cache does not hold
+    (``None`` where the record has no value; :func:`build_record` reports that).
+
+    A modality whose ``build_many`` raises anything but ``RecordError`` is left out, so that
+    :func:`build_record` builds it value by value and the error names the record.
+    """
+    out: dict[str, list[HeteroData | RecordError | None]] = {}
+    for name, mp in plan.modalities.items():
+        if not batches(mp.builder):
+            continue
+        builder_name = mp.builder_spec.info.name
+        values = [r.fields.get(mp.modality.record_field) for r in records]
+        results: list[HeteroData | RecordError | None] = [None] * len(records)
+        keys: dict[int, str] = {}
+        todo: list[int] = []
+        for i, value in enumerate(values):
+            if _is_missing(value):
+                continue
+            key = cache_key(builder_name, mp.builder, value) if cache is not None else None
+            if key is not None:
+                try:
+                    results[i] = cache.get(builder_name, key)
+                except CachedRejection as rej:
+                    results[i] = RecordError(rej.reason)
+                if results[i] is not None:
+                    continue
+                keys[i] = key
+            todo.append(i)
+        try:
+            built = mp.builder.build_many([values[i] for i in todo]) if todo else []
+        except Exception:  # noqa: BLE001 - build_record retries value by value and names the record
+            continue
+        for i, result in zip(todo, built):
+            results[i] = result
+            if i in keys:
+                if isinstance(result, RecordError):
+                    cache.put_rejection(builder_name, keys[i], str(result))
+                else:
+                    cache.put(builder_name, keys[i], result)
+        out[name] = results
+    return out
+
+
 def build_record(plan: Plan, record: Record, omitted: SkipLog | None = None,
-                 cache: GraphCache | None = None) -> HeteroData:
+                 cache: GraphCache | None = None,
+                 prebuilt: dict[str, HeteroData | RecordError] | None = None) -> HeteroData:
     """The experiment graph of one record.
+
+    ``prebuilt`` maps a modality name to this record's subgraph (or rejection) already built by
+    :func:`prebuild`; other modalities are built here.
 
     Raises ``RecordRejected`` (component, field, value, reason) when a required modality's value is
     missing or rejected, or an edge source rejects the record; optional modalities' omissions are
@@ -92,8 +160,12 @@ def build_record(plan: Plan, record: Record, omitted: SkipLog | None = None,
                 raise RecordRejected(info.name, field_name, value,
                                 f"record has no '{field_name}' value (needed by modality '{name}')")
             try:
-                with plan.registry.guard(info, f"building record '{record.id}'"):
-                    fragment = _build_fragment(mp, value, cache)
+                fragment = prebuilt.get(name) if prebuilt else None
+                if isinstance(fragment, RecordError):
+                    raise fragment
+                if fragment is None:
+                    with plan.registry.guard(info, f"building record '{record.id}'"):
+                        fragment = _build_fragment(mp, value, cache)
             except RecordError as exc:
                 raise RecordRejected(info.name, field_name, value, str(exc)) from None
         except RecordRejected as rej:
@@ -158,7 +230,7 @@ def build_graphs(plan: Plan, *, progress: bool = True, workers: int | None = Non
         if parallel:
             results = _build_parallel(plan, records, cache, workers)
         else:
-            results = (_build_one(plan, r, cache) for r in records)
+            results = _build_serial(plan, records, cache)
         bar = tqdm(results, desc="featurizing", unit="rec", disable=not progress, leave=False)
         for record_id, graph, rejected, omissions in bar:
             read += 1
@@ -188,12 +260,33 @@ _Result = tuple[str, Any, Any, list]
 """``(record id, graph or None, RecordRejected or None, omitted SkippedRecords)``."""
 
 
-def _build_one(plan: Plan, record: Record, cache: GraphCache | None) -> _Result:
-    omitted = SkipLog()
-    try:
-        return record.id, build_record(plan, record, omitted, cache), None, omitted.entries
-    except RecordRejected as rej:
-        return record.id, None, rej, omitted.entries
+def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    chunk: list[Record] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _build_chunk(plan: Plan, records: list[Record], cache: GraphCache | None) -> list[_Result]:
+    prebuilt = prebuild(plan, records, cache)
+    out = []
+    for k, record in enumerate(records):
+        omitted = SkipLog()
+        mine = {name: results[k] for name, results in prebuilt.items() if results[k] is not None}
+        try:
+            out.append((record.id, build_record(plan, record, omitted, cache, mine), None, omitted.entries))
+        except RecordRejected as rej:
+            out.append((record.id, None, rej, omitted.entries))
+    return out
+
+
+def _build_serial(plan: Plan, records: Iterable[Record], cache: GraphCache | None) -> Iterator[_Result]:
+    for chunk in _chunks(records, CHUNK):
+        yield from _build_chunk(plan, chunk, cache)
 
 
 # -- process-parallel building (fork: the children inherit the composed plan) -----------------
@@ -205,19 +298,24 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _worker_build(record: Record) -> tuple:
-    """Build one record in a child; tensors travel as NumPy arrays (no shared-memory handles)."""
+def _worker_build(records: list[Record]) -> list[tuple]:
+    """Build a chunk of records in a child; tensors travel as NumPy arrays (no shared-memory
+    handles). An error ends the chunk's list."""
     plan, cache = _WORKER_STATE["plan"], _WORKER_STATE["cache"]
     try:
-        rid, graph, rej, omissions = _build_one(plan, record, cache)
+        results = _build_chunk(plan, records, cache)
     except PluginError as exc:
-        return ("error", str(exc), exc.distribution, exc.entry_point, exc.component)
-    except Exception as exc:  # noqa: BLE001 - re-raised in the driver with the record named
-        return ("error", f"{type(exc).__name__} while building record '{record.id}': {exc}", None, None, None)
-    packed = None if graph is None else {k: {a: t.numpy() for a, t in v.items()}
-                                         for k, v in graph_to_dict(graph).items()}
-    rej_t = None if rej is None else (rej.component, rej.field, rej.value, rej.reason)
-    return ("ok", rid, packed, rej_t, omissions)
+        return [("error", str(exc), exc.distribution, exc.entry_point, exc.component)]
+    except Exception as exc:  # noqa: BLE001 - re-raised in the driver with the records named
+        return [("error", f"{type(exc).__name__} while building records '{records[0].id}' to "
+                          f"'{records[-1].id}': {exc}", None, None, None)]
+    out = []
+    for rid, graph, rej, omissions in results:
+        packed = None if graph is None else {k: {a: t.numpy() for a, t in v.items()}
+                                             for k, v in graph_to_dict(graph).items()}
+        rej_t = None if rej is None else (rej.component, rej.field, rej.value, rej.reason)
+        out.append(("ok", rid, packed, rej_t, omissions))
+    return out
 
 
 def _build_parallel(plan: Plan, records: Iterable[Record], cache: GraphCache | None,
@@ -226,7 +324,7 @@ def _build_parallel(plan: Plan, records: Iterable[Record], cache: GraphCache | N
     ctx = multiprocessing.get_context("fork")
     try:
         with ctx.Pool(workers, initializer=_worker_init) as pool:
-            for out in pool.imap(_worker_build, records, chunksize=8):
+            for out in (o for chunk in pool.imap(_worker_build, _chunks(records, 32)) for o in chunk):
                 if out[0] == "error":
                     raise PluginError(out[1], distribution=out[2], entry_point=out[3], component=out[4])
                 _, rid, packed, rej_t, omissions = out

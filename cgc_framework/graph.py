@@ -250,19 +250,30 @@ def graph_to_dict(data: HeteroData) -> dict[str, dict[str, torch.Tensor]]:
     return out
 
 
+def hetero_data(stores: dict[str | EdgeType, dict[str, Any]]) -> HeteroData:
+    """``HeteroData(stores)`` built without PyG's per-attribute bookkeeping.
+
+    ``stores`` maps a node type (``str``) or an edge type (``(src, rel, dst)``) to its attributes,
+    e.g. ``{"atom": {"x": ..., "num_nodes": 5}, ("atom", "bond", "atom"): {"edge_index": ...}}``.
+    The result equals ``HeteroData(stores)`` (same stores, keys, values and batching; tested). Why:
+    PyG's ``__setattr__`` path costs ~3 us per attribute, which is a third of building a small
+    molecule graph; here each store gets its attributes in one dictionary update. Values must not
+    be ``None`` (PyG would drop them; leave such keys out).
+    """
+    data = HeteroData()
+    for key, attrs in stores.items():
+        store = data.get_edge_store(*key) if isinstance(key, tuple) else data.get_node_store(key)
+        store._mapping.update(attrs)
+    return data
+
+
 def graph_from_dict(d: dict[str, dict[str, torch.Tensor]]) -> HeteroData:
     """Inverse of :func:`graph_to_dict`."""
-    data = HeteroData()
-    for key, attrs in d.items():
-        if key == "__graph__":
-            for k, v in attrs.items():
-                data[k] = v
-            continue
-        store = data[tuple(key.split("|"))] if "|" in key else data[key]
-        for k, v in attrs.items():
-            store[k] = v
-        if "|" not in key and "x" in attrs:
-            store.num_nodes = attrs["x"].size(0)
+    data = hetero_data({tuple(key.split("|")) if "|" in key else key:
+                        (attrs if "|" in key or "x" not in attrs else {**attrs, "num_nodes": attrs["x"].size(0)})
+                        for key, attrs in d.items() if key != "__graph__"})
+    for k, v in d.get("__graph__", {}).items():
+        data[k] = v
     return data
 
 

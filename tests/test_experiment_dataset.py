@@ -102,7 +102,7 @@ def test_featurization_cache_round_trips_cell_graphs(tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     first = build_graphs(plan_run(path), progress=False).graphs
     again = build_graphs(plan_run(path), progress=False).graphs   # from the cache
-    assert len(list((tmp_path / "fcache").rglob("*.pt"))) >= 12
+    assert len(list((tmp_path / "fcache").rglob("*.tensors"))) >= 12
     for a, b in zip(first, again):
         assert torch.equal(a["channel"].y, b["channel"].y) and torch.equal(a["compartment"].x, b["compartment"].x)
         assert torch.equal(a["channel", "correlates", "channel"].y, b["channel", "correlates", "channel"].y)

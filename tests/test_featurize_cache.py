@@ -75,7 +75,7 @@ def test_cache_hits_give_identical_graphs_and_cached_rejections(tmp_path, monkey
     plan = _plan(tmp_path, cache_dir=str(tmp_path / "cache"))
     first = build_graphs(plan, progress=False)
     files = sorted((tmp_path / "cache" / "rdkit_molecule").rglob("*.*"))
-    assert sum(f.suffix == ".pt" for f in files) == 6 and sum(f.suffix == ".err" for f in files) == 3
+    assert sum(f.suffix == ".tensors" for f in files) == 6 and sum(f.suffix == ".err" for f in files) == 3
     calls = []
     original = plan.modalities["molecule"].builder.build
     plan.modalities["molecule"].builder.build = lambda v: calls.append(v) or original(v)
@@ -103,15 +103,15 @@ def test_cache_invalidates_on_version_bump_and_param_change(tmp_path, monkeypatc
     monkeypatch.delenv("CGC_FEATURE_CACHE", raising=False)
     build_graphs(_plan(tmp_path, cache_dir=str(tmp_path / "c")), progress=False)
     cache_root = tmp_path / "c" / "rdkit_molecule"
-    n0 = len(list(cache_root.rglob("*.pt")))
+    n0 = len(list(cache_root.rglob("*.tensors")))
     monkeypatch.setattr(RDKitMoleculeBuilder, "version", "999")
     plan = _plan(tmp_path, cache_dir=str(tmp_path / "c"))
     calls = []
-    original = plan.modalities["molecule"].builder.build
-    plan.modalities["molecule"].builder.build = lambda v: calls.append(v) or original(v)
+    original = plan.modalities["molecule"].builder.build_many
+    plan.modalities["molecule"].builder.build_many = lambda vs: calls.extend(vs) or original(vs)
     build_graphs(plan, progress=False)
     assert len(calls) == 9                                   # every non-missing SMILES rebuilt
-    assert len(list(cache_root.rglob("*.pt"))) == 2 * n0
+    assert len(list(cache_root.rglob("*.tensors"))) == 2 * n0
     monkeypatch.undo()
     monkeypatch.delenv("CGC_FEATURE_CACHE", raising=False)
     cfg = _config(tmp_path, cache_dir=str(tmp_path / "c"))
@@ -119,13 +119,13 @@ def test_cache_invalidates_on_version_bump_and_param_change(tmp_path, monkeypatc
     plan = plan_run(cfg, extra_plugins=(SmilesListPlugin(),))
     built = build_graphs(plan, progress=False)
     assert built.graphs[2]["atom"].num_nodes == 5            # Na+ kept: not a stale "largest" entry
-    assert len(list(cache_root.rglob("*.pt"))) == 3 * n0
+    assert len(list(cache_root.rglob("*.tensors"))) == 3 * n0
 
 
 def test_env_var_names_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CGC_FEATURE_CACHE", str(tmp_path / "env_cache"))
     build_graphs(_plan(tmp_path), progress=False)
-    assert len(list((tmp_path / "env_cache").rglob("*.pt"))) == 6
+    assert len(list((tmp_path / "env_cache").rglob("*.tensors"))) == 6
 
 
 def test_reload_needs_neither_rdkit_nor_biopython(tmp_path):
@@ -213,3 +213,24 @@ def test_packed_shard_of_an_older_format_names_the_file(tmp_path):
     torch.save({"count": torch.tensor([0]), "graphs": {}}, tmp_path / "old.pt")
     with pytest.raises(ValueError, match="old.pt: packed shard format 1"):
         PackedGraphs.load(tmp_path / "old.pt")
+
+
+def test_entry_format_round_trips_every_dtype_and_shape(tmp_path):
+    from cgc_framework.cache import read_tensors, write_tensors
+
+    d = {"atom": {"x": torch.rand(5, 3), "x_cat": torch.randint(0, 9, (5, 9)), "empty": torch.zeros(0, 4),
+                  "none": torch.zeros(5, 0)},
+         "a|b|c": {"edge_index": torch.randint(0, 5, (2, 7)), "flag": torch.tensor([True, False, True]),
+                   "f64": torch.rand(3, dtype=torch.float64), "scalar": torch.tensor(2.5),
+                   "strided": torch.arange(12).reshape(3, 4).t()}}
+    with open(tmp_path / "e.tensors", "wb") as fh:
+        write_tensors(fh, d)
+    back = read_tensors(tmp_path / "e.tensors")
+    assert back.keys() == d.keys()
+    for key in d:
+        assert back[key].keys() == d[key].keys()
+        for attr, t in d[key].items():
+            assert back[key][attr].dtype == t.dtype and torch.equal(back[key][attr], t), (key, attr)
+    (tmp_path / "bad.tensors").write_bytes(b"PK\x03\x04 not ours")
+    with pytest.raises(ValueError, match="not a cgc tensors file"):
+        read_tensors(tmp_path / "bad.tensors")

@@ -85,3 +85,30 @@ def test_readout_means_per_graph():
     z = torch.arange(5, dtype=torch.float32).unsqueeze(1)
     assert readout(z, batch, "a").squeeze(1).tolist() == [0.5, 3.0]
     assert readout(torch.zeros(0, 4), batch, "b").shape == (2, 4)
+
+
+def test_hetero_data_equals_pyg_constructor_and_batches_alike():
+    from torch_geometric.data import Batch, HeteroData
+
+    from cgc_framework.graph import hetero_data
+
+    def stores(n):
+        return {"atom": {"x": torch.rand(n, 2), "x_cat": torch.zeros(n, 1, dtype=torch.long), "num_nodes": n},
+                "compound": {"x": torch.zeros(1, 0), "num_nodes": 1},
+                ("atom", "bond", "atom"): {"edge_index": torch.tensor([[0, 1], [1, 0]]),
+                                           "edge_attr": torch.rand(2, 1)},
+                ("atom", "in", "compound"): {"edge_index": torch.stack([torch.arange(n), torch.zeros(n, dtype=torch.long)])}}
+
+    for n in (2, 3):
+        s = stores(n)
+        ours, pyg = hetero_data(s), HeteroData(s)
+        assert ours.node_types == pyg.node_types and ours.edge_types == pyg.edge_types
+        assert ours["atom"].num_nodes == n and ours.num_nodes == pyg.num_nodes
+        for key in pyg.node_types + pyg.edge_types:
+            assert dict(ours[key].items()).keys() == dict(pyg[key].items()).keys()
+            assert all(ours[key][k] is pyg[key][k] for k in pyg[key].keys())
+            assert ours[key]._key == pyg[key]._key and ours[key]._parent() is ours
+    a, b = Batch.from_data_list([hetero_data(stores(2)), hetero_data(stores(3))]), \
+        Batch.from_data_list([HeteroData(stores(2)), HeteroData(stores(3))])
+    assert torch.equal(a["atom", "in", "compound"].edge_index, b["atom", "in", "compound"].edge_index)
+    assert torch.equal(a["atom"].batch, b["atom"].batch) and a.num_graphs == b.num_graphs == 2

@@ -167,6 +167,46 @@ def test_plugin_raising_while_building_names_the_component(registry_yaml):
     assert e.value.component == "graph_builder:exploding_molecule"
 
 
+class _ExplodingBatchPlugin:
+    """In-process plugin whose batched build raises a bug (its ``build`` goes through it too)."""
+
+    @hookimpl
+    def register_graph_builders(self, register):
+        from cgc_plugins.molecules.rdkit_builder import RDKitMoleculeBuilder, RDKitMoleculeParams
+
+        class ExplodingBatch(RDKitMoleculeBuilder):
+            def build_many(self, values):
+                raise KeyError("batch bug")
+
+        register("exploding_batch", ExplodingBatch, params=RDKitMoleculeParams)
+
+
+def test_a_failing_batched_build_is_retried_value_by_value_and_names_the_record(registry_yaml):
+    plan = plan_run(registry_yaml, overrides=["graph.modalities.molecule.builder=exploding_batch"],
+                    extra_plugins=(_ExplodingBatchPlugin(),))
+    with pytest.raises(PluginError) as e:
+        build_graphs(plan, progress=False)
+    # the chunk failed in build_many; the retry of the first record raises again and names it
+    assert "raised KeyError while building record 'SQ00015054:A07': 'batch bug'" in str(e.value)
+
+
+def test_which_builders_are_built_in_batches():
+    from cgc_framework.featurize import batches
+    from cgc_plugins.molecules.rdkit_builder import RDKitMoleculeBuilder
+    from cgc_plugins.proteins.builder import BiopythonProteinBuilder
+
+    class OnlyBuild(RDKitMoleculeBuilder):          # overrides build only: its build must run
+        def build(self, value):
+            return super().build(value)
+
+    class Both(OnlyBuild):
+        def build_many(self, values):
+            return super().build_many(values)
+
+    assert batches(RDKitMoleculeBuilder()) and not batches(BiopythonProteinBuilder())
+    assert not batches(OnlyBuild()) and batches(Both())
+
+
 def test_duplicate_component_names_are_an_error():
     class Dup:
         @hookimpl

@@ -84,6 +84,10 @@ def test_mmcif_and_pdb_of_the_same_entry_give_the_same_graph(shared_data):
     for e in (NEAR, NEXT):
         assert torch.equal(pdb[e].edge_index, cif[e].edge_index)
         assert torch.allclose(pdb[e].edge_attr, cif[e].edge_attr, atol=1e-5)
+    lp = read_residues(shared_data / "proteins" / "1uyd.pdb", ligands=True).ligands
+    lc = read_residues(shared_data / "proteins" / "1uyd.cif", ligands=True).ligands
+    assert lp.resname == lc.resname and "HOH" not in lc.resname      # waters are never ligands
+    assert np.allclose(lp.atom_xyz, lc.atom_xyz, atol=1e-3)
 
 
 def test_features_and_edges_of_a_known_structure(shared_data):

@@ -1,9 +1,9 @@
 """Atom and bond vocabularies for molecule graphs (OGB/PyG-style, each with an "other" bucket).
 
 A categorical value outside its vocabulary maps to the last index, ``len(vocab)``: so a feature
-with vocabulary ``V`` has ``num_classes = len(V) + 1``. :func:`lookup_tables` turns each
-vocabulary into a NumPy table indexed by RDKit's raw integer value, so a whole molecule's column
-is encoded with one gather (see :mod:`.rdkit_builder`).
+with vocabulary ``V`` has ``num_classes = len(V) + 1``. :func:`byte_tables` turns the
+vocabularies into one NumPy table indexed by RDKit's raw value as a byte, so a whole molecule is
+encoded with one gather (see :mod:`.rdkit_builder`).
 """
 
 from __future__ import annotations
@@ -56,38 +56,26 @@ BOND_DESCRIPTIONS = {
 ATOM_MASS_SCALE = 100.0  # the continuous mass feature is in units of 100 Da
 
 
-def index_tables(vocab: dict[str, list]) -> dict[str, dict]:
-    """value -> index lookup per feature (values outside map to ``len(vocab[name])``)."""
-    return {name: {v: i for i, v in enumerate(values)} for name, values in vocab.items()}
-
-
-def lookup_tables(vocab: dict[str, list]) -> tuple[np.ndarray, np.ndarray]:
-    """``(offsets [F], table [F, R])`` for vectorized encoding of ``F`` features.
-
-    For feature ``f`` and RDKit raw integer value ``v`` (enum values are ints), the index is
-    ``table[f, v + offsets[f]]`` when ``0 <= v + offsets[f] < R``, else ``len(vocab[f])`` (other).
-    """
-    raws = [[int(v) for v in values] for values in vocab.values()]
-    offsets = np.array([-min(min(r), 0) for r in raws], dtype=np.int64)
-    width = max(max(r) + o for r, o in zip(raws, offsets)) + 2
-    table = np.empty((len(raws), width), dtype=np.int64)
-    for f, r in enumerate(raws):
-        table[f] = len(r)                           # "other" bucket
-        for i, v in enumerate(r):
-            table[f, v + offsets[f]] = i
-    return offsets, table
+def byte_tables(vocab: dict[str, list]) -> np.ndarray:
+    """int64 ``[F, 256]``: row ``f``, column ``v`` is the vocabulary index of raw value ``v`` of
+    feature ``f`` given as a byte, so a whole ``[N, F]`` uint8 block is encoded with one gather
+    (:func:`encode`). A feature whose vocabulary has negative values (the formal charge) reads the
+    byte as signed (255 is -1); every byte outside the vocabulary maps to ``len(vocab[f])``, the
+    "other" bucket."""
+    table = np.empty((len(vocab), 256), dtype=np.int64)
+    for f, values in enumerate(vocab.values()):
+        table[f] = len(values)
+        for i, v in enumerate(values):
+            table[f, int(v) & 0xFF] = i
+    return table
 
 
 _COLUMNS = np.arange(64)
 
 
-def encode(raw: np.ndarray, offsets: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Map raw values ``[N, F]`` (int64) to vocabulary indices ``[N, F]`` with :func:`lookup_tables`."""
-    # Values below the table clip to -1 and above it to width - 1: both are the "other" column.
-    cols = raw + offsets
-    if cols.size and (cols.min() < -1 or cols.max() >= table.shape[1]):   # rare: skip np.clip's overhead
-        cols = np.clip(cols, -1, table.shape[1] - 1)
-    return table[_COLUMNS[: table.shape[0]], cols]
+def encode(raw: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Raw values as bytes, uint8 ``[N, F]`` -> vocabulary indices, int64 ``[N, F]``."""
+    return table[_COLUMNS[: table.shape[0]], raw]
 
 
 def molecule_schema(with_distance: bool = False) -> GraphSchema:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from Bio.PDB import MMCIFParser, PDBParser
+from Bio.PDB import FastMMCIFParser, PDBParser
 from Bio.PDB.PDBExceptions import PDBConstructionException, PDBConstructionWarning
 
 from cgc_framework.records import RecordError
@@ -88,6 +88,10 @@ def _open_text(path: Path) -> io.TextIOBase:
     return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)
 
 
+WATER_NAMES = frozenset({"HOH", "WAT", "DOD", "H2O"})
+"""Water residue names: never ligands, whatever the parser's hetero flag says."""
+
+
 def _looks_like_alphafold(path: Path) -> bool:
     if path.name.upper().startswith("AF-"):
         return True
@@ -107,7 +111,9 @@ def parse_structure(path: Path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PDBConstructionWarning)
-            parser = MMCIFParser(QUIET=True) if is_cif else PDBParser(QUIET=True)
+            # FastMMCIFParser reads the same atoms as MMCIFParser ~4x faster (it skips the
+            # header dictionary); it labels waters 'H_HOH' instead of 'W' (see WATER_NAMES).
+            parser = FastMMCIFParser(QUIET=True) if is_cif else PDBParser(QUIET=True)
             with _open_text(path) as fh:
                 structure = parser.get_structure(path.stem, fh)
     except (PDBConstructionException, ValueError, KeyError, IndexError, EOFError, OSError) as exc:
@@ -151,8 +157,8 @@ def read_residues(path: str | Path, chains: Sequence[str] | None = None, model_i
             continue
         if ligands:
             for res in chain:
-                if not res.id[0].startswith("H_"):    # " " = amino acid, "W" = water
-                    continue
+                if not res.id[0].startswith("H_") or res.resname.strip() in WATER_NAMES:
+                    continue                          # " " = amino acid, "W" = water (PDB)
                 atoms = [a for a in res if a.element not in ("H", "D")] or list(res)
                 coords = np.array([a.coord for a in atoms], dtype=np.float64).reshape(-1, 3)
                 if not np.isfinite(coords).all():
