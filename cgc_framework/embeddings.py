@@ -41,6 +41,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 
 from .errors import CGCError
+from .featurize import build_values
 from .graph import GraphSchema, graph_from_dict, readout
 from .orchestrator import build_model, load_checkpoint
 from .plugins import PluginRegistry, load_registry
@@ -85,15 +86,14 @@ class Pretrained:
               builder_params: dict[str, Any] | None = None, skip_invalid: bool = False) -> list[HeteroData | None]:
         """Graphs of ``values`` conformed to the checkpoint's schema (``None`` for a value the
         builder rejects when ``skip_invalid``; else its ``RecordError`` propagates)."""
-        b = self.builder(modality, builder, builder_params)
         out: list[HeteroData | None] = []
-        for v in values:
-            try:
-                out.append(self.schema.conform(b.build(v)))
-            except RecordError:
+        for graph in build_values(self.builder(modality, builder, builder_params), list(values)):
+            if isinstance(graph, RecordError):
                 if not skip_invalid:
-                    raise
+                    raise graph
                 out.append(None)
+            else:
+                out.append(self.schema.conform(graph))
         return out
 
     @torch.no_grad()

@@ -92,6 +92,12 @@ def batches(builder: GraphBuilder) -> bool:
     return owner_many is not GraphBuilder and issubclass(owner_many, owner_build)
 
 
+def build_values(builder: GraphBuilder, values: list[Any]) -> list[HeteroData | RecordError]:
+    """``builder``'s subgraphs of ``values`` (a ``RecordError`` in place of each rejected value):
+    one ``build_many`` call when the builder :func:`batches`, else ``build`` per value."""
+    return builder.build_many(values) if batches(builder) else GraphBuilder.build_many(builder, values)
+
+
 def prebuild(plan: Plan, records: list[Record], cache: GraphCache | None
              ) -> dict[str, list[HeteroData | RecordError | None]]:
     """Per modality whose builder :func:`batches`: each record's subgraph or
