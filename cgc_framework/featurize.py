@@ -62,19 +62,31 @@ def _build_fragment(mp: Any, value: Any, cache: GraphCache | None) -> HeteroData
     key = cache_key(name, mp.builder, value)
     if key is None:
         return mp.builder.build(value)
-    try:
-        hit = cache.get(name, key)
-    except CachedRejection as rej:
-        raise RecordError(rej.reason) from None
-    if hit is not None:
-        return hit
-    try:
-        fragment = mp.builder.build(value)
-    except RecordError as exc:
-        cache.put_rejection(name, key, str(exc))
-        raise
-    cache.put(name, key, fragment)
+    fragment = _cached(cache, name, key)
+    if fragment is None:
+        try:
+            fragment = mp.builder.build(value)
+        except RecordError as exc:
+            fragment = exc
+        _store(cache, name, key, fragment)
+    if isinstance(fragment, RecordError):
+        raise fragment
     return fragment
+
+
+def _cached(cache: GraphCache, name: str, key: str) -> HeteroData | RecordError | None:
+    """The cached subgraph, the cached rejection as a ``RecordError``, or ``None`` on a miss."""
+    try:
+        return cache.get(name, key)
+    except CachedRejection as rej:
+        return RecordError(rej.reason)
+
+
+def _store(cache: GraphCache, name: str, key: str, result: HeteroData | RecordError) -> None:
+    if isinstance(result, RecordError):
+        cache.put_rejection(name, key, str(result))
+    else:
+        cache.put(name, key, result)
 
 
 CHUNK = 256
@@ -121,10 +133,7 @@ def prebuild(plan: Plan, records: list[Record], cache: GraphCache | None
                 continue
             key = cache_key(builder_name, mp.builder, value) if cache is not None else None
             if key is not None:
-                try:
-                    results[i] = cache.get(builder_name, key)
-                except CachedRejection as rej:
-                    results[i] = RecordError(rej.reason)
+                results[i] = _cached(cache, builder_name, key)
                 if results[i] is not None:
                     continue
                 keys[i] = key
@@ -136,10 +145,7 @@ def prebuild(plan: Plan, records: list[Record], cache: GraphCache | None
         for i, result in zip(todo, built):
             results[i] = result
             if i in keys:
-                if isinstance(result, RecordError):
-                    cache.put_rejection(builder_name, keys[i], str(result))
-                else:
-                    cache.put(builder_name, keys[i], result)
+                _store(cache, builder_name, keys[i], result)
         out[name] = results
     return out
 
