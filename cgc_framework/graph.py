@@ -20,6 +20,7 @@ Categorical features take values ``0 .. num_classes - 1``, the vocabulary includ
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable, Literal
 
 import torch
@@ -180,24 +181,35 @@ class GraphSchema:
     # -- tensors ----------------------------------------------------------------------------
 
     def conform(self, data: HeteroData) -> HeteroData:
-        """Add empty tensors for every schema type ``data`` lacks, so graphs batch together."""
+        """Add empty tensors for every schema type ``data`` lacks, so graphs batch together.
+
+        In place; returns ``data``. Attributes are set through each store's mapping (as
+        :func:`hetero_data` does): PyG's attribute path made this a third of embedding a molecule.
+        Types ``data`` lacks entirely share one set of empty (zero-row) tensors."""
+        nodes, edges = data._node_store_dict, data._edge_store_dict
         for name, spec in self.node_types.items():
-            store = data[name]
-            if "x" not in store:
-                store.x = torch.zeros(int(store.get("num_nodes") or 0), spec.continuous_dim)
-            n = store.x.size(0)
-            if "x_cat" not in store:
-                store.x_cat = torch.zeros(n, len(spec.categorical), dtype=torch.long)
-            store.num_nodes = n
+            if name not in nodes:
+                data.get_node_store(name)._mapping.update(_empty_store(spec))
+                continue
+            m = nodes[name]._mapping
+            if "x" not in m:
+                m["x"] = torch.zeros(int(m.get("num_nodes") or 0), spec.continuous_dim)
+            n = m["x"].size(0)
+            if "x_cat" not in m:
+                m["x_cat"] = torch.zeros(n, len(spec.categorical), dtype=torch.long)
+            m["num_nodes"] = n
         for key, spec in self.edge_types.items():
-            store = data[key]
-            if "edge_index" not in store:
-                store.edge_index = torch.zeros(2, 0, dtype=torch.long)
-            e = store.edge_index.size(1)
-            if "edge_attr" not in store:
-                store.edge_attr = torch.zeros(e, spec.continuous_dim)
-            if "edge_attr_cat" not in store:
-                store.edge_attr_cat = torch.zeros(e, len(spec.categorical), dtype=torch.long)
+            if key not in edges:
+                data.get_edge_store(*key)._mapping.update(_empty_store(spec))
+                continue
+            m = edges[key]._mapping
+            if "edge_index" not in m:
+                m["edge_index"] = torch.zeros(2, 0, dtype=torch.long)
+            e = m["edge_index"].size(1)
+            if "edge_attr" not in m:
+                m["edge_attr"] = torch.zeros(e, spec.continuous_dim)
+            if "edge_attr_cat" not in m:
+                m["edge_attr_cat"] = torch.zeros(e, len(spec.categorical), dtype=torch.long)
         return data
 
     def validate(self, data: HeteroData, *, where: str = "graph") -> None:
@@ -228,6 +240,17 @@ class GraphSchema:
                 for end, pos in ((key[0], 0), (key[2], 1)):
                     if s.edge_index[pos].max() >= data[end].x.size(0):
                         raise ValueError(f"{where}: {key}.edge_index points past the {end} nodes")
+
+
+@lru_cache(maxsize=None)
+def _empty_store(spec: NodeTypeSpec | EdgeTypeSpec) -> dict[str, Any]:
+    """The attributes of a node or edge type a graph lacks: zero-row tensors, shared by every graph
+    (nothing writes into a zero-row tensor; setting an attribute replaces it)."""
+    cat = torch.zeros(0, len(spec.categorical), dtype=torch.long)
+    if isinstance(spec, EdgeTypeSpec):
+        return {"edge_index": torch.zeros(2, 0, dtype=torch.long),
+                "edge_attr": torch.zeros(0, spec.continuous_dim), "edge_attr_cat": cat}
+    return {"x": torch.zeros(0, spec.continuous_dim), "x_cat": cat, "num_nodes": 0}
 
 
 def _expect(t: torch.Tensor, shape: tuple[int, int], dtype: torch.dtype, what: str) -> None:

@@ -10,10 +10,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-from cgc_framework.api import run
+from cgc_framework.api import plan_run, run, run_evaluations
 from cgc_framework.metrics import mean_ci
 from conftest import one_stage
-from cgc_plugins.evaluators.fewshot import FewShotParams, _support, summarize
+from cgc_plugins.evaluators.fewshot import FewShotParams, Labels, ReusedRows, _support, summarize
 from cgc_plugins.evaluators.molnet import load_molnet
 
 
@@ -104,3 +104,48 @@ def test_ecfp_baseline_matches_an_independent_sklearn_fit(fewshot_run, shared_da
     test = ds.test.present[:, 0]
     expected = roc_auc_score(ds.test.y[test, 0], clf.predict_proba(scaler.transform(ds.test.ecfp[test]))[:, 1])
     assert row.value.item() == pytest.approx(expected, abs=1e-9)
+
+
+def test_reuse_key_changes_with_every_input_and_bad_files_are_recomputed(tmp_path):
+    rng = np.random.default_rng(0)
+    y, pr = rng.integers(0, 2, (30, 2)), rng.random((30, 2)) > 0.2
+    lab = Labels(y[:20], pr[:20], y[20:], pr[20:])
+    params = FewShotParams(k=[5], draws=2)
+    rows = ReusedRows(tmp_path)
+    base = rows.key("bbbp", "ecfp_rf", "features", lab, params, 0)
+    assert base == rows.key("bbbp", "ecfp_rf", "features", Labels(*(a.copy() for a in vars(lab).values())), params, 0)
+    flipped = y[:20].copy()
+    flipped[3, 1] ^= 1
+    variants = [rows.key("bace", "ecfp_rf", "features", lab, params, 0),
+                rows.key("bbbp", "ecfp_lr", "features", lab, params, 0),
+                rows.key("bbbp", "ecfp_rf", "other features", lab, params, 0),
+                rows.key("bbbp", "ecfp_rf", "features", lab, params, 1),
+                rows.key("bbbp", "ecfp_rf", "features", lab, FewShotParams(k=[10], draws=2), 0),
+                rows.key("bbbp", "ecfp_rf", "features", lab, FewShotParams(k=[5], draws=3), 0),
+                rows.key("bbbp", "ecfp_rf", "features", Labels(flipped, pr[:20], y[20:], pr[20:]), params, 0),
+                rows.key("bbbp", "ecfp_rf", "features", Labels(y[:20], pr[:20], y[20:], ~pr[20:]), params, 0)]
+    assert len({base, *variants}) == 1 + len(variants)
+    assert rows.get(base, "bbbp/ecfp_rf") is None
+    stored = [{"dataset": "bbbp", "method": "ecfp_rf", "value": 0.1 + 0.2, "n_test": 7}]
+    rows.put(base, stored)
+    assert rows.get(base, "bbbp/ecfp_rf") == stored and rows.reused == ["bbbp/ecfp_rf"]
+    (tmp_path / f"{base}.json").write_text('[{"dataset": "bb')  # a half-written file: recomputed
+    assert rows.get(base, "bbbp/ecfp_rf") is None
+
+
+def test_reused_baseline_rows_equal_refitted_ones_and_the_summary_lists_them(fewshot_run, tmp_path):
+    original = pd.read_csv(fewshot_run.run_dir / "evaluations" / "fs" / "few_shot.csv")
+    order = ["dataset", "task", "method", "k", "draw", "metric"]
+    texts = {}
+    for reuse in ("false", "true", "true"):  # refit; reuse (written by the refit at the latest); reuse
+        plan = plan_run(fewshot_run.run_dir / "config.resolved.yaml",
+                        overrides=[f"evaluations.fs.params.reuse_baselines={reuse}"])
+        out = tmp_path / reuse
+        texts[reuse] = "\n".join(run_evaluations(plan, fewshot_run.checkpoints[-1], out, progress=False))
+        table = pd.read_csv(out / "evaluations" / "fs" / "few_shot.csv")
+        pd.testing.assert_frame_equal(table.sort_values(order, ignore_index=True),
+                                      original.sort_values(order, ignore_index=True))
+    assert "Reused rows" not in texts["false"]
+    assert "Reused rows (identical data, support sets and features; `reuse_baselines: false` refits them): " \
+           "bbbp/untrained, bbbp/ecfp_lr, bbbp/ecfp_rf, from" in texts["true"]
+    assert "bbbp/pretrained" not in texts["true"]  # the pretrained encoder's rows are always computed

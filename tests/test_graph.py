@@ -42,6 +42,20 @@ def test_conform_fills_missing_types_so_graphs_batch():
     assert batch["a"].x.shape == (8, 2)
     assert batch["a", "near", "a"].edge_index.tolist() == [[0, 3], [2, 7]]  # offsets applied
     assert batch["a"].batch.tolist() == [0, 0, 0, 1, 1, 1, 1, 1]
+    assert batch["b"].x.shape == (0, 1) and batch["b"].num_nodes == 0 and batch.num_graphs == 2
+
+
+def test_conform_completes_present_types_and_keeps_graphs_independent():
+    g = small_graph(3)
+    del g["a"].x_cat
+    g["b"].num_nodes = 2  # a node type with a count and no features gets zero features
+    SCHEMA.conform(g)
+    assert g["a"].x_cat.shape == (3, 1) and g["b"].x.shape == (2, 1) and g["b"].x_cat.shape == (2, 0)
+    assert g["a", "near", "a"].edge_attr_cat.shape == (1, 0) and g["a"].num_nodes == 3
+    SCHEMA.validate(g)
+    g1, g2 = SCHEMA.conform(small_graph(2)), SCHEMA.conform(small_graph(2))
+    g1["a", "in", "b"].edge_index = torch.tensor([[0], [0]])  # replaces g1's tensor only
+    assert g2["a", "in", "b"].edge_index.shape == (2, 0)
 
 
 def test_validate_rejects_bad_shapes_vocab_and_nan():

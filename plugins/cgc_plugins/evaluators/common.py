@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
+from torch_geometric.data import HeteroData
 
 from cgc_framework.contracts import Dataset, EvaluationContext, HeldOutMolecules
 from cgc_framework.embeddings import Pretrained
@@ -89,14 +90,18 @@ def pretrained_from_context(ctx: EvaluationContext, *, untrained: bool = False) 
                       ctx.device)
 
 
-def embed_smiles(pre: Pretrained, smiles: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Molecule-level embeddings ``[n_ok, hidden_dim]`` (float32) of the SMILES the run's molecule
-    builder accepts, and the boolean mask ``[len(smiles)]`` of those (callers exclude the rejected
-    ones for every method alike)."""
-    graphs = pre.build(smiles, "molecule", skip_invalid=True)
+def molecule_graphs(pre: Pretrained, smiles: Iterable[str]) -> tuple[list[HeteroData], np.ndarray]:
+    """Graphs of the SMILES the run's molecule builder accepts (conformed to the checkpoint's
+    schema) and the boolean mask ``[len(smiles)]`` of those (callers exclude the rejected ones for
+    every method alike)."""
+    graphs = pre.build(list(smiles), "molecule", skip_invalid=True)
     ok = np.array([g is not None for g in graphs], dtype=bool)
-    emb = pre.embed_graphs([g for g in graphs if g is not None], "molecule")
-    return emb.numpy().astype(np.float32), ok
+    return [g for g in graphs if g is not None], ok
+
+
+def embed_molecules(pre: Pretrained, graphs: list[HeteroData]) -> np.ndarray:
+    """Molecule-level embeddings ``[len(graphs), hidden_dim]`` (float32) of ``pre``'s encoder."""
+    return pre.embed_graphs(graphs, "molecule").numpy().astype(np.float32)
 
 
 def leakage_rows(dataset: str, splits: dict[str, Iterable[str]], seen: set[str]) -> list[dict[str, Any]]:

@@ -9,11 +9,22 @@ regression (``ecfp_lr``) and ECFP4 + random forest (``ecfp_rf``). Tasks whose te
 class, or whose training labels cannot supply k of each class, are listed, not averaged in.
 Output: one row per data set x task x method x k x draw x metric; the summary reports the AUROC
 macro-averaged over tasks, mean and 95% CI over draws.
+
+The rows of ``untrained``, ``ecfp_lr`` and ``ecfp_rf`` do not depend on the pretraining, yet they
+are most of the cost (ECFP4 + random forest: ~0.15 s per support set). With ``reuse_baselines``
+(default) they are stored as JSON beside DeepChem's featurized splits and reused by any later
+evaluation whose inputs are identical (see :class:`ReusedRows` for the key), so a sweep of
+pretraining configurations fits them once per seed; the summary lists what was reused.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -23,12 +34,19 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from cgc_framework.config import ExistingPath
 from cgc_framework.contracts import EvaluationContext, EvaluationResult, Evaluator, HeldOutMolecules
-from cgc_framework.metrics import SingleClassError, classification_metrics, mean_ci
-from .common import (embed_smiles, guard_note, held_out, inchikey14, leakage_rows, pretrained_from_context,  # noqa: F401
-                     pretraining_inchikeys)
-from .molnet import CLASSIFICATION_SETS, MolnetSet, load_molnet, scaffold_test_smiles
+from cgc_framework.metrics import classification_metrics, mean_ci
+from .common import (embed_molecules, guard_note, held_out, inchikey14, leakage_rows, molecule_graphs,
+                     pretrained_from_context, pretraining_inchikeys)
+from .molnet import CLASSIFICATION_SETS, load_molnet, molnet_cache_dir, scaffold_test_smiles
 
 Method = Literal["pretrained", "untrained", "ecfp_lr", "ecfp_rf"]
+ENCODER_METHODS = ("pretrained", "untrained")
+#: The methods whose features do not depend on the pretraining: their rows can be reused.
+REUSABLE_METHODS = ("untrained", "ecfp_lr", "ecfp_rf")
+#: Part of every reuse key: bump it when the protocol (classifiers, draws, metrics) changes.
+PROTOCOL_VERSION = 1
+#: Training molecules whose untrained-encoder embeddings identify that encoder in a reuse key.
+PROBE_MOLECULES = 64
 
 
 class FewShotParams(BaseModel):
@@ -40,6 +58,10 @@ class FewShotParams(BaseModel):
     methods: list[Method] = Field(["pretrained", "untrained", "ecfp_lr", "ecfp_rf"], min_length=1)
     data_dir: ExistingPath | None = Field(None, description="MoleculeNet CSVs; default: DeepChem downloads")
     max_tasks: int | None = Field(None, gt=0, description="first N tasks per set (ToxCast has 617)")
+    reuse_baselines: bool = Field(
+        True, description="reuse the rows of untrained / ecfp_lr / ecfp_rf from an earlier evaluation "
+                          "with identical inputs (kept beside DeepChem's featurized splits); a sweep then "
+                          "fits them once per seed instead of once per trial")
 
     def model_post_init(self, _: object) -> None:
         if any(k < 1 for k in self.k):
@@ -69,6 +91,108 @@ def _fit_predict(method: str, x_train: np.ndarray, y_train: np.ndarray, x_test: 
     return clf.fit(scaler.transform(x_train), y_train).predict_proba(scaler.transform(x_test))[:, 1]
 
 
+@dataclass(frozen=True)
+class Draw:
+    """One support set: task column ``t``, ``k`` per class, draw number, support rows of the kept
+    training molecules ``[2k]`` and the test rows labelled for the task (bool ``[n_test]``)."""
+
+    t: int
+    task: str
+    k: int
+    draw: int
+    support: np.ndarray
+    test_rows: np.ndarray
+
+
+@dataclass
+class Labels:
+    """Labels ``[n, T]`` and label-present masks of the kept training and test molecules."""
+
+    y_tr: np.ndarray
+    pr_tr: np.ndarray
+    y_te: np.ndarray
+    pr_te: np.ndarray
+
+
+def _draws(name: str, tasks: list[str], lab: Labels, ks: list[int], draws: int, seed: int,
+           notes: list[str]) -> list[Draw]:
+    """Every support set the methods are scored on (the same ones for every method); tasks and
+    budgets that cannot be drawn or scored go to ``notes``."""
+    out = []
+    for t, task in enumerate(tasks):
+        test_rows = lab.pr_te[:, t]
+        if np.unique(lab.y_te[test_rows, t]).size < 2:
+            notes.append(f"{name}/{task}: one class in the test split; skipped")
+            continue
+        for k in ks:
+            for draw in range(draws):
+                idx = _support(lab.y_tr[:, t], lab.pr_tr[:, t], k, np.random.default_rng([seed, t, k, draw]))
+                if idx is None:
+                    notes.append(f"{name}/{task}: fewer than {k} labelled molecules of a class; k={k} skipped")
+                    break
+                out.append(Draw(t, task, k, draw, idx, test_rows))
+    return out
+
+
+def _method_rows(name: str, method: str, x: tuple[np.ndarray, np.ndarray], lab: Labels, draws: list[Draw],
+                 seed: int) -> list[dict]:
+    """Tidy rows of one method on every support set (classifier seed: run seed + draw)."""
+    xtr, xte = x
+    rows = []
+    for d in draws:
+        score = _fit_predict(method, xtr[d.support], lab.y_tr[d.support, d.t], xte[d.test_rows], seed + d.draw)
+        values = classification_metrics(lab.y_te[d.test_rows, d.t], score)
+        rows += [{"dataset": name, "task": d.task, "method": method, "k": d.k, "draw": d.draw,
+                  "metric": m, "value": v, "n_test": int(d.test_rows.sum())} for m, v in values.items()]
+    return rows
+
+
+def _digest(*parts: Any) -> str:
+    """sha256 over arrays (their dtype, shape and bytes) and JSON-able values."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(f"{part.dtype}{part.shape}".encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+class ReusedRows:
+    """Rows of the methods that do not depend on the pretraining, as JSON files under ``folder``,
+    keyed by a digest of everything they are computed from: the protocol (version, seed, k, draws,
+    the kept molecules' labels), the features (ECFP bits; for the untrained encoder its embeddings
+    of a probe of molecules, which cover its weights, code and builder) and the library versions."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.reused: list[str] = []
+
+    def key(self, dataset: str, method: str, features: str, lab: Labels, params: FewShotParams, seed: int) -> str:
+        import sklearn
+
+        return _digest(PROTOCOL_VERSION, dataset, method, features, seed, params.k, params.draws, params.max_tasks,
+                       sklearn.__version__, np.__version__, lab.y_tr, lab.pr_tr, lab.y_te, lab.pr_te)
+
+    def get(self, key: str, what: str) -> list[dict] | None:
+        path = self.folder / f"{key}.json"
+        if not path.is_file():
+            return None
+        try:
+            rows = json.loads(path.read_text())
+        except (OSError, ValueError):  # a file half-written by a killed process: recompute
+            return None
+        self.reused.append(what)
+        return rows
+
+    def put(self, key: str, rows: list[dict]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f"{key}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(rows))
+        os.replace(tmp, self.folder / f"{key}.json")
+
+
 class FewShotEvaluator(Evaluator):
     def __init__(self, params: FewShotParams | None = None):
         self.params = params or FewShotParams()
@@ -76,60 +200,50 @@ class FewShotEvaluator(Evaluator):
     def held_out_molecules(self, plan) -> HeldOutMolecules:
         return scaffold_held_out(self.params.datasets, self.params.data_dir)
 
-    def _features(self, ctx: EvaluationContext, ds: MolnetSet) -> dict[str, tuple]:
-        """Per encoder method: (train features, train accepted mask, test features, test mask);
-        molecule-level embeddings from :mod:`cgc_framework.embeddings`."""
-        feats: dict[str, tuple] = {}
-        for name in ("pretrained", "untrained"):
-            if name in self.params.methods:
-                pre = pretrained_from_context(ctx, untrained=name == "untrained")
-                feats[name] = (*embed_smiles(pre, list(ds.train.smiles)), *embed_smiles(pre, list(ds.test.smiles)))
-        return feats
-
     def evaluate(self, ctx: EvaluationContext) -> EvaluationResult:
         p = self.params
         rows, notes, leakage = [], [], []
         seen = pretraining_inchikeys(ctx.plan)
+        encoders = {m: pretrained_from_context(ctx, untrained=m == "untrained") for m in ENCODER_METHODS
+                    if m in p.methods}
+        cache = ReusedRows(molnet_cache_dir(p.data_dir) / "fewshot-rows") if p.reuse_baselines else None
         for name in p.datasets:
             ds = load_molnet(name, p.data_dir)
-            feats = self._features(ctx, ds)
-            # molecules the run's builder rejects are excluded for every method alike
-            tr_keep = np.ones(len(ds.train.smiles), bool)
-            te_keep = np.ones(len(ds.test.smiles), bool)
-            for _tr, tr_ok, _te, te_ok in feats.values():
-                tr_keep &= tr_ok
-                te_keep &= te_ok
-            x = {m: (f[0][tr_keep[f[1]]], f[2][te_keep[f[3]]]) for m, f in feats.items()}
-            x["ecfp_lr"] = x["ecfp_rf"] = (ds.train.ecfp[tr_keep], ds.test.ecfp[te_keep])
-            y_tr, pr_tr = ds.train.y[tr_keep], ds.train.present[tr_keep]
-            y_te, pr_te = ds.test.y[te_keep], ds.test.present[te_keep]
+            # one build per molecule for every encoder (same builders); molecules the builder rejects
+            # are excluded for every method alike
+            tr_graphs, tr_keep = molecule_graphs(next(iter(encoders.values())), ds.train.smiles) \
+                if encoders else ([], np.ones(len(ds.train.smiles), bool))
+            te_graphs, te_keep = molecule_graphs(next(iter(encoders.values())), ds.test.smiles) \
+                if encoders else ([], np.ones(len(ds.test.smiles), bool))
             if (~tr_keep).sum() or (~te_keep).sum():
                 notes.append(f"{name}: {(~tr_keep).sum()} train / {(~te_keep).sum()} test molecules "
                              f"rejected by the molecule builder, excluded for every method")
             leakage += leakage_rows(name, {"train": ds.train.smiles, "test": ds.test.smiles}, seen)
+            lab = Labels(ds.train.y[tr_keep], ds.train.present[tr_keep], ds.test.y[te_keep], ds.test.present[te_keep])
             tasks = ds.tasks[: p.max_tasks] if p.max_tasks else ds.tasks
-            for t, task in enumerate(tasks):
-                for k in p.k:
-                    for draw in range(p.draws):
-                        rng = np.random.default_rng([ctx.seed, t, k, draw])
-                        idx = _support(y_tr[:, t], pr_tr[:, t], k, rng)
-                        if idx is None:
-                            notes.append(f"{name}/{task}: fewer than {k} labelled molecules of a class; k={k} skipped")
-                            break
-                        test_rows = pr_te[:, t]
-                        for method in p.methods:
-                            xtr, xte = x[method]
-                            score = _fit_predict(method, xtr[idx], y_tr[idx, t], xte[test_rows], ctx.seed + draw)
-                            try:
-                                values = classification_metrics(y_te[test_rows, t], score)
-                            except SingleClassError:
-                                notes.append(f"{name}/{task}: one class in the test split; skipped")
-                                break
-                            rows += [{"dataset": name, "task": task, "method": method, "k": k, "draw": draw,
-                                      "metric": m, "value": v, "n_test": int(test_rows.sum())}
-                                     for m, v in values.items()]
+            draws = _draws(name, tasks, lab, p.k, p.draws, ctx.seed, notes)
+            ecfp = (ds.train.ecfp[tr_keep], ds.test.ecfp[te_keep])
+            for method in p.methods:
+                key = None
+                if cache is not None and method in REUSABLE_METHODS:
+                    features = _digest(*ecfp) if method not in ENCODER_METHODS else \
+                        _digest(embed_molecules(encoders[method], tr_graphs[:PROBE_MOLECULES]))
+                    key = cache.key(name, method, features, lab, p, ctx.seed)
+                    reused = cache.get(key, f"{name}/{method}")
+                    if reused is not None:
+                        rows += reused
+                        continue
+                x = ecfp if method not in ENCODER_METHODS else \
+                    (embed_molecules(encoders[method], tr_graphs), embed_molecules(encoders[method], te_graphs))
+                method_rows = _method_rows(name, method, x, lab, draws, ctx.seed)
+                if key is not None:
+                    cache.put(key, method_rows)
+                rows += method_rows
         table, leaks = pd.DataFrame(rows), pd.DataFrame(leakage)
         text = summarize(table, sorted(set(notes)))
+        if cache is not None and cache.reused:
+            text += (f"\n\nReused rows (identical data, support sets and features; `reuse_baselines: false` "
+                     f"refits them): {', '.join(cache.reused)}, from `{cache.folder}`.")
         test_leaks = leaks[leaks.split == "test"]
         text += "\n\nMolecules of the scaffold test splits that the pretraining data contained " \
                 "(InChIKey connectivity match): " + ", ".join(
