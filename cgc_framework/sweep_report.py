@@ -186,7 +186,15 @@ def write_report(sweep: Any, results: pd.DataFrame, trials: pd.DataFrame, out: P
         tests.to_csv(out / "paired_tests.csv", index=False)
         average = average_table(fewshot, grid_keys)
         average.to_csv(out / "average.csv", index=False)
-        lines += ["## Few-shot AUROC", "", "Task-macro AUROC per seed, then mean [95% CI] over seeds:", ""]
+        lines += ["## Few-shot AUROC", "", "### Overview", "",
+                  "AUROC x 100 on the test splits: per seed the task-macro AUROC (averaged over support "
+                  "draws), then mean ± half-width of the 95% CI over seeds; \"average\": per seed the mean "
+                  "over the data sets, then over seeds. Baselines that do not change with the configuration "
+                  "have one row.", ""]
+        planned = trials if set(grid_keys) <= set(trials.columns) else fewshot  # the grid's order
+        lines += overview_tables(summary, average, list(dict.fromkeys(_config_label(planned, grid_keys))))
+        lines += ["### Per configuration, data set, method and k", "",
+                  "Task-macro AUROC per seed, then mean [95% CI] over seeds:", ""]
         lines += [_md(_with_ci(summary)[["config", "dataset", "method", "k", "auroc", "seeds"]]), ""]
         lines += ["Average over the data sets (per seed the mean of the data sets' task-macro AUROC, then "
                   "mean [95% CI] over seeds):", "",
@@ -214,6 +222,54 @@ def write_report(sweep: Any, results: pd.DataFrame, trials: pd.DataFrame, out: P
         lines.append(f"![{name}]({name})")
     lines += [""] + data_section(checksums)
     (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def overview_tables(summary: pd.DataFrame, average: pd.DataFrame, order: list[str] | None = None) -> list[str]:
+    """Markdown lines: per k, one row per method x configuration and one column per data set plus
+    the average; cells are AUROC x 100 as mean ± half-width of the 95% CI over seeds. A baseline
+    with the same numbers under several configurations (ECFP4 under all; the untrained encoder under
+    every stage setting of one encoder) gets one row, labelled by what those configurations share.
+    ``order``: the configurations' order (default: sorted)."""
+    datasets = sorted(summary["dataset"].unique())
+    both = pd.concat([summary, average.assign(dataset="average")], ignore_index=True)
+    lines = []
+    for k in sorted(summary["k"].unique()):
+        at_k = both[both["k"] == k]
+        cells: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
+        seeds: dict[tuple[str, str], int] = {}
+        for (method, config), g in at_k.groupby(["method", "config"]):
+            cells[(method, config)] = {r.dataset: (r.mean, r.ci_high - r.mean) for r in g.itertuples()}
+            seeds[(method, config)] = int(g["seeds"].max())
+        rows = []
+        for method in [*BASELINES, "pretrained", *sorted(set(at_k["method"]) - {*BASELINES, "pretrained"})]:
+            configs = sorted((c for m, c in cells if m == method),
+                             key=lambda c: (order.index(c) if order and c in order else len(order or []), c))
+            groups: dict[tuple, list[str]] = {}
+            for c in configs:
+                same = tuple(sorted((d, round(v[0], 12), round(v[1], 12)) for d, v in cells[(method, c)].items()))
+                groups.setdefault(same if method != "pretrained" else (c,), []).append(c)
+            for members in groups.values():
+                values = cells[(method, members[0])]
+                row = [method, _shared_label(members), str(seeds[(method, members[0])])]
+                row += [f"{100 * values[d][0]:.1f} ± {100 * values[d][1]:.1f}" if d in values else "–"
+                        for d in [*datasets, "average"]]
+                rows.append(row)
+        header = ["method", "configuration", "seeds", *datasets, "average"]
+        lines += [f"#### k = {k}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+    return lines
+
+
+def _shared_label(configs: list[str]) -> str:
+    """``configs`` itself for one; else the parts (", "-separated grid values) they all share, or
+    "(all)" when they share none."""
+    if len(configs) == 1:
+        return configs[0]
+    parts = [c.split(", ") for c in configs]
+    if len({len(p) for p in parts}) != 1:
+        return f"({len(configs)} configurations)"
+    shared = [a for a, *rest in zip(*parts) if all(a == b for b in rest)]
+    return ", ".join(shared) or "(all)"
 
 
 def _with_ci(df: pd.DataFrame, column: str = "auroc") -> pd.DataFrame:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -149,3 +151,19 @@ def test_reused_baseline_rows_equal_refitted_ones_and_the_summary_lists_them(few
     assert "Reused rows (identical data, support sets and features; `reuse_baselines: false` refits them): " \
            "bbbp/untrained, bbbp/ecfp_lr, bbbp/ecfp_rf, from" in texts["true"]
     assert "bbbp/pretrained" not in texts["true"]  # the pretrained encoder's rows are always computed
+
+
+def test_a_claim_is_held_by_one_live_process_and_taken_over_from_a_dead_one(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    first, second = ReusedRows(tmp_path), ReusedRows(tmp_path)
+    assert first.claim("k") and not second.claim("k")  # held by this (live) process
+    first.release("k")
+    assert second.claim("k")
+    second.release("k")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "k.claim").write_text(f"{socket.gethostname()} {int(dead.stdout)}")
+    assert first.claim("k")  # its process is gone: taken over
+    assert (tmp_path / "k.claim").read_text().split() == [socket.gethostname(), str(os.getpid())]

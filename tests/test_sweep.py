@@ -249,6 +249,23 @@ def test_report_tables_equal_numbers_recomputed_from_the_results(tmp_path):
     assert (tmp_path / "ood_vs_id.png").stat().st_size > 1000 and (tmp_path / "average.csv").exists()
 
 
+def test_overview_has_one_row_per_baseline_that_does_not_change_with_the_configuration():
+    from cgc_framework.sweep_report import average_table, overview_tables, summary_table
+
+    res = synthetic_results()
+    res = res[res.table == "few_shot"]
+    ecfp = res[(res.method == "ecfp_lr") & (res.stages == "a")]  # as a sweep makes them: equal in every config
+    res = pd.concat([res[res.method != "ecfp_lr"], ecfp, ecfp.assign(stages="b", trial="b" + ecfp.seed.astype(str))])
+    summary, average = summary_table(res, ["stages"]), average_table(res, ["stages"])
+    text = "\n".join(overview_tables(summary, average, order=["b", "a"]))
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith(("| ecfp_lr", "| pretrained"))]
+    assert [(r[0], r[1]) for r in rows] == [("| ecfp_lr", "(all)"), ("| pretrained", "b"), ("| pretrained", "a")]
+    s = summary[(summary.config == "b") & (summary.method == "pretrained") & (summary.dataset == "tox21")].iloc[0]
+    a = average[(average.config == "b") & (average.method == "pretrained")].iloc[0]
+    assert rows[1][4] == f"{100 * s['mean']:.1f} ± {100 * (s['ci_high'] - s['mean']):.1f}"  # columns: bbbp, tox21
+    assert rows[1][5] == f"{100 * a['mean']:.1f} ± {100 * (a['ci_high'] - a['mean']):.1f} |"
+
+
 def test_evaluation_data_files_cover_molnet_lists_and_nested_paths(tmp_path):
     from cgc_framework.sweep import evaluation_data_files
 

@@ -14,7 +14,9 @@ The rows of ``untrained``, ``ecfp_lr`` and ``ecfp_rf`` do not depend on the pret
 are most of the cost (ECFP4 + random forest: ~0.15 s per support set). With ``reuse_baselines``
 (default) they are stored as JSON beside DeepChem's featurized splits and reused by any later
 evaluation whose inputs are identical (see :class:`ReusedRows` for the key), so a sweep of
-pretraining configurations fits them once per seed; the summary lists what was reused.
+pretraining configurations fits them once per seed; the summary lists what was reused. Processes
+evaluating at the same time (a sweep's parallel trials) split the work: each claims the rows it
+computes, and takes the rows another process has claimed once they are stored.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +49,8 @@ ENCODER_METHODS = ("pretrained", "untrained")
 REUSABLE_METHODS = ("untrained", "ecfp_lr", "ecfp_rf")
 #: Part of every reuse key: bump it when the protocol (classifiers, draws, metrics) changes.
 PROTOCOL_VERSION = 1
+#: While another process computes rows this one needs: poll interval; a claim older than this is stale.
+CLAIM_POLL_S, CLAIM_STALE_S = 2.0, 6 * 3600.0
 #: Training molecules whose untrained-encoder embeddings identify that encoder in a reuse key.
 PROBE_MOLECULES = 64
 
@@ -192,6 +198,47 @@ class ReusedRows:
         tmp.write_text(json.dumps(rows))
         os.replace(tmp, self.folder / f"{key}.json")
 
+    def claim(self, key: str) -> bool:
+        """Become the one process computing ``key``'s rows: create ``<key>.claim`` (holding host and
+        pid) exclusively. False while another live process holds it; the claim of a process that
+        is gone (same host), or one older than :data:`CLAIM_STALE_S`, is taken over."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{key}.claim"
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if not _stale_claim(path):
+                    return False
+                path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"{socket.gethostname()} {os.getpid()}")
+            return True
+        return False
+
+    def release(self, key: str) -> None:
+        (self.folder / f"{key}.claim").unlink(missing_ok=True)
+
+
+def _stale_claim(path: Path) -> bool:
+    try:
+        age = time.time() - path.stat().st_mtime
+        host, pid = path.read_text().split()
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):  # being written, or its writer died before writing
+        return age > 60
+    if host != socket.gethostname():
+        return age > CLAIM_STALE_S
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return age > CLAIM_STALE_S
+
 
 class FewShotEvaluator(Evaluator):
     def __init__(self, params: FewShotParams | None = None):
@@ -223,22 +270,39 @@ class FewShotEvaluator(Evaluator):
             tasks = ds.tasks[: p.max_tasks] if p.max_tasks else ds.tasks
             draws = _draws(name, tasks, lab, p.k, p.draws, ctx.seed, notes)
             ecfp = (ds.train.ecfp[tr_keep], ds.test.ecfp[te_keep])
-            for method in p.methods:
-                key = None
-                if cache is not None and method in REUSABLE_METHODS:
+            keys: dict[str, str] = {}
+            if cache is not None:
+                for method in (m for m in p.methods if m in REUSABLE_METHODS):
                     features = _digest(*ecfp) if method not in ENCODER_METHODS else \
                         _digest(embed_molecules(encoders[method], tr_graphs[:PROBE_MOLECULES]))
-                    key = cache.key(name, method, features, lab, p, ctx.seed)
-                    reused = cache.get(key, f"{name}/{method}")
-                    if reused is not None:
-                        rows += reused
-                        continue
-                x = ecfp if method not in ENCODER_METHODS else \
-                    (embed_molecules(encoders[method], tr_graphs), embed_molecules(encoders[method], te_graphs))
-                method_rows = _method_rows(name, method, x, lab, draws, ctx.seed)
-                if key is not None:
-                    cache.put(key, method_rows)
-                rows += method_rows
+                    keys[method] = cache.key(name, method, features, lab, p, ctx.seed)
+            by_method: dict[str, list[dict]] = {}
+            todo = list(p.methods)
+            while todo:  # rows another process is computing right now are taken once it has stored them
+                busy = []
+                for method in todo:
+                    key = keys.get(method)
+                    if key is not None:
+                        reused = cache.get(key, f"{name}/{method}")
+                        if reused is not None:
+                            by_method[method] = reused
+                            continue
+                        if not cache.claim(key):
+                            busy.append(method)
+                            continue
+                    try:
+                        x = ecfp if method not in ENCODER_METHODS else \
+                            (embed_molecules(encoders[method], tr_graphs), embed_molecules(encoders[method], te_graphs))
+                        by_method[method] = _method_rows(name, method, x, lab, draws, ctx.seed)
+                        if key is not None:
+                            cache.put(key, by_method[method])
+                    finally:
+                        if key is not None:
+                            cache.release(key)
+                if busy == todo:
+                    time.sleep(CLAIM_POLL_S)
+                todo = busy
+            rows += [r for method in p.methods for r in by_method[method]]
         table, leaks = pd.DataFrame(rows), pd.DataFrame(leakage)
         text = summarize(table, sorted(set(notes)))
         if cache is not None and cache.reused:
