@@ -67,6 +67,26 @@ def paired_tests(results: pd.DataFrame, grid_keys: list[str], metric: str = "aur
     return out
 
 
+def verdict_counts(tests: pd.DataFrame) -> pd.DataFrame:
+    """Per comparison kind (per data set, or pooled over data sets), baseline and k: how many
+    comparisons found pretraining helping, no evidence, or hurting (unadjusted p < 0.05), how many
+    of the verdicts survive Holm's adjustment, and the mean paired difference."""
+    if tests.empty:
+        return tests
+    t = tests.assign(comparison=np.where(tests["dataset"] == "(all)", "pooled", "per data set"))
+    rows = []
+    for (kind, base, k), g in t.groupby(["comparison", "baseline", "k"], sort=True):
+        holm_sig = g["p_holm"] < 0.05
+        rows.append({"comparison": kind, "baseline": base, "k": k, "n": len(g),
+                     "helps": int((g["verdict"] == "pretraining helps").sum()),
+                     "no evidence": int((g["verdict"] == "no evidence").sum()),
+                     "hurts": int((g["verdict"] == "pretraining hurts").sum()),
+                     "helps (Holm)": int((holm_sig & (g["mean_diff"] > 0)).sum()),
+                     "hurts (Holm)": int((holm_sig & (g["mean_diff"] < 0)).sum()),
+                     "mean_diff": float(g["mean_diff"].mean())})
+    return pd.DataFrame(rows)
+
+
 def holm(p: np.ndarray) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values over all (non-NaN) comparisons of a table."""
     p = np.asarray(p, dtype=float)
@@ -200,9 +220,12 @@ def write_report(sweep: Any, results: pd.DataFrame, trials: pd.DataFrame, out: P
                   "mean [95% CI] over seeds):", "",
                   _md(_with_ci(average)[["config", "method", "k", "datasets", "auroc", "seeds"]]), ""]
         lines += ["## Pretrained encoder vs baselines", "",
-                  "Wilcoxon signed-rank test paired over seeds x tasks (unadjusted p < 0.05 for a verdict; "
-                  "`p_holm`: Holm-adjusted over all comparisons of this table):", "",
-                  _md(tests), ""]
+                  "Wilcoxon signed-rank test paired over seeds x tasks per configuration x data set x k, and "
+                  "pooled over the data sets (data set `(all)`; pairs: seeds x data sets x tasks). Verdict at "
+                  "unadjusted p < 0.05; `p_holm`: Holm-adjusted over all comparisons of the table.", "",
+                  "Verdicts per baseline and k (`mean_diff`: mean paired AUROC difference pretrained - "
+                  "baseline over the comparisons):", "", _md(verdict_counts(tests)), "",
+                  "Every comparison:", "", _md(tests), ""]
         helps = tests[tests.verdict == "pretraining helps"] if len(tests) else tests
         hurts = tests[tests.verdict == "pretraining hurts"] if len(tests) else tests
         lines += [f"Pretraining helps in {len(helps)} and hurts in {len(hurts)} of {len(tests)} comparisons; "

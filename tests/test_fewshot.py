@@ -167,3 +167,35 @@ def test_a_claim_is_held_by_one_live_process_and_taken_over_from_a_dead_one(tmp_
     (tmp_path / "k.claim").write_text(f"{socket.gethostname()} {int(dead.stdout)}")
     assert first.claim("k")  # its process is gone: taken over
     assert (tmp_path / "k.claim").read_text().split() == [socket.gethostname(), str(os.getpid())]
+
+
+def test_rows_another_process_holds_are_taken_after_the_other_data_sets(fewshot_run, tmp_path, monkeypatch):
+    from cgc_plugins.evaluators import fewshot
+
+    config = fewshot_run.run_dir / "config.resolved.yaml"
+    both = "evaluations.fs.params.datasets=[bbbp, bace]"
+    out = tmp_path / "refit"
+    run_evaluations(plan_run(config, overrides=[both, "evaluations.fs.params.reuse_baselines=false"]),
+                    fewshot_run.checkpoints[-1], out, progress=False)
+    refit = pd.read_csv(out / "evaluations" / "fs" / "few_shot.csv")
+
+    monkeypatch.setattr(fewshot, "molnet_cache_dir", lambda data_dir: tmp_path / "fresh")  # nothing stored yet
+    monkeypatch.setattr(fewshot, "CLAIM_POLL_S", 0.01)
+    claims, held = [], set()
+    real_claim = fewshot.ReusedRows.claim
+
+    def claim(self, key):  # every key is first held by "another process"
+        claims.append(key)
+        if key not in held:
+            held.add(key)
+            return False
+        return real_claim(self, key)
+
+    monkeypatch.setattr(fewshot.ReusedRows, "claim", claim)
+    out = tmp_path / "waited"
+    run_evaluations(plan_run(config, overrides=[both]), fewshot_run.checkpoints[-1], out, progress=False)
+    waited = pd.read_csv(out / "evaluations" / "fs" / "few_shot.csv")
+    pd.testing.assert_frame_equal(waited, refit)  # same rows, same order
+    assert len(claims) == 12 and len(set(claims)) == 6  # 3 baselines x 2 sets, each tried twice
+    assert claims[:6] == claims[6:]  # bbbp's and bace's claims were tried before either was retried
+    assert not list((tmp_path / "fresh" / "fewshot-rows").glob("*.claim"))  # claims released

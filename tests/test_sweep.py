@@ -266,6 +266,24 @@ def test_overview_has_one_row_per_baseline_that_does_not_change_with_the_configu
     assert rows[1][5] == f"{100 * a['mean']:.1f} ± {100 * (a['ci_high'] - a['mean']):.1f} |"
 
 
+def test_verdict_counts_add_up_to_the_paired_tests():
+    from cgc_framework.sweep_report import paired_tests, verdict_counts
+
+    res = synthetic_results()
+    fs = res[res.table == "few_shot"].copy()
+    fs.loc[fs.method == "pretrained", "value"] += 0.3  # pretraining clearly better everywhere
+    tests = paired_tests(fs, ["stages"])
+    counts = verdict_counts(tests)
+    pooled = counts[(counts.comparison == "pooled") & (counts.baseline == "ecfp_lr")].iloc[0]
+    expected = tests[(tests.dataset == "(all)") & (tests.baseline == "ecfp_lr")]
+    assert pooled["n"] == len(expected) == 2  # two configs
+    assert pooled["helps"] == (expected.verdict == "pretraining helps").sum() == 2 and pooled["hurts"] == 0
+    assert pooled["helps (Holm)"] == (expected.p_holm < 0.05).sum()
+    assert pooled["mean_diff"] == pytest.approx(expected.mean_diff.mean())
+    assert (counts[["helps", "no evidence", "hurts"]].sum(axis=1) == counts["n"]).all()
+    assert counts["n"].sum() == len(tests)
+
+
 def test_evaluation_data_files_cover_molnet_lists_and_nested_paths(tmp_path):
     from cgc_framework.sweep import evaluation_data_files
 

@@ -16,7 +16,8 @@ are most of the cost (ECFP4 + random forest: ~0.15 s per support set). With ``re
 evaluation whose inputs are identical (see :class:`ReusedRows` for the key), so a sweep of
 pretraining configurations fits them once per seed; the summary lists what was reused. Processes
 evaluating at the same time (a sweep's parallel trials) split the work: each claims the rows it
-computes, and takes the rows another process has claimed once they are stored.
+computes, goes on with the next data set where another process holds a claim, and takes those
+rows once they are stored.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import json
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,7 +42,7 @@ from cgc_framework.contracts import EvaluationContext, EvaluationResult, Evaluat
 from cgc_framework.metrics import classification_metrics, mean_ci
 from .common import (embed_molecules, guard_note, held_out, inchikey14, leakage_rows, molecule_graphs,
                      pretrained_from_context, pretraining_inchikeys)
-from .molnet import CLASSIFICATION_SETS, load_molnet, molnet_cache_dir, scaffold_test_smiles
+from .molnet import CLASSIFICATION_SETS, MolnetSet, load_molnet, molnet_cache_dir, scaffold_test_smiles
 
 Method = Literal["pretrained", "untrained", "ecfp_lr", "ecfp_rf"]
 ENCODER_METHODS = ("pretrained", "untrained")
@@ -118,6 +119,19 @@ class Labels:
     pr_tr: np.ndarray
     y_te: np.ndarray
     pr_te: np.ndarray
+
+
+@dataclass
+class SetInputs:
+    """What every method of one data set is scored from: molecule graphs of the kept training and
+    test molecules, their ECFP4 bits ``([n_train, 1024], [n_test, 1024])``, labels, support sets."""
+
+    name: str
+    train_graphs: list
+    test_graphs: list
+    ecfp: tuple[np.ndarray, np.ndarray]
+    labels: Labels
+    draws: list[Draw]
 
 
 def _draws(name: str, tasks: list[str], lab: Labels, ks: list[int], draws: int, seed: int,
@@ -247,62 +261,85 @@ class FewShotEvaluator(Evaluator):
     def held_out_molecules(self, plan) -> HeldOutMolecules:
         return scaffold_held_out(self.params.datasets, self.params.data_dir)
 
+    def _inputs(self, name: str, ds: MolnetSet, encoders: dict[str, Any], seed: int, notes: list[str]) -> SetInputs:
+        """Molecule graphs (built once, for every encoder: same builders), the kept molecules'
+        labels, ECFP4 bits and support sets of one data set. Molecules the run's builder rejects
+        are excluded for every method alike."""
+        p = self.params
+        pre = next(iter(encoders.values()), None)
+        tr_graphs, tr_keep = molecule_graphs(pre, ds.train.smiles) if pre else ([], np.ones(len(ds.train.smiles), bool))
+        te_graphs, te_keep = molecule_graphs(pre, ds.test.smiles) if pre else ([], np.ones(len(ds.test.smiles), bool))
+        if (~tr_keep).sum() or (~te_keep).sum():
+            notes.append(f"{name}: {(~tr_keep).sum()} train / {(~te_keep).sum()} test molecules "
+                         f"rejected by the molecule builder, excluded for every method")
+        lab = Labels(ds.train.y[tr_keep], ds.train.present[tr_keep], ds.test.y[te_keep], ds.test.present[te_keep])
+        tasks = ds.tasks[: p.max_tasks] if p.max_tasks else ds.tasks
+        return SetInputs(name, tr_graphs, te_graphs, (ds.train.ecfp[tr_keep], ds.test.ecfp[te_keep]), lab,
+                         _draws(name, tasks, lab, p.k, p.draws, seed, notes))
+
+    def _keys(self, s: SetInputs, encoders: dict[str, Any], cache: ReusedRows, seed: int) -> dict[str, str]:
+        """The reuse key of each reusable method in ``params.methods``."""
+        keys = {}
+        for method in (m for m in self.params.methods if m in REUSABLE_METHODS):
+            features = _digest(*s.ecfp) if method not in ENCODER_METHODS else \
+                _digest(embed_molecules(encoders[method], s.train_graphs[:PROBE_MOLECULES]))
+            keys[method] = cache.key(s.name, method, features, s.labels, self.params, seed)
+        return keys
+
+    def _rows(self, s: SetInputs, methods: list[str], keys: dict[str, str], encoders: dict[str, Any],
+              cache: ReusedRows | None, seed: int) -> tuple[dict[str, list[dict]], list[str]]:
+        """Rows of ``methods`` on one data set: reused where stored, else computed (and stored).
+        Returns them by method, and the methods whose rows another process has claimed (busy)."""
+        done, busy = {}, []
+        for method in methods:
+            key = keys.get(method)
+            if key is not None:
+                reused = cache.get(key, f"{s.name}/{method}")
+                if reused is not None:
+                    done[method] = reused
+                    continue
+                if not cache.claim(key):
+                    busy.append(method)
+                    continue
+            try:
+                x = s.ecfp if method not in ENCODER_METHODS else \
+                    (embed_molecules(encoders[method], s.train_graphs), embed_molecules(encoders[method], s.test_graphs))
+                done[method] = _method_rows(s.name, method, x, s.labels, s.draws, seed)
+                if key is not None:
+                    cache.put(key, done[method])
+            finally:
+                if key is not None:
+                    cache.release(key)
+        return done, busy
+
     def evaluate(self, ctx: EvaluationContext) -> EvaluationResult:
         p = self.params
-        rows, notes, leakage = [], [], []
+        notes, leakage = [], []
         seen = pretraining_inchikeys(ctx.plan)
         encoders = {m: pretrained_from_context(ctx, untrained=m == "untrained") for m in ENCODER_METHODS
                     if m in p.methods}
         cache = ReusedRows(molnet_cache_dir(p.data_dir) / "fewshot-rows") if p.reuse_baselines else None
+        per_set: list[dict[str, list[dict]]] = []
+        waiting: list[tuple[int, SetInputs, dict[str, str], list[str]]] = []
         for name in p.datasets:
             ds = load_molnet(name, p.data_dir)
-            # one build per molecule for every encoder (same builders); molecules the builder rejects
-            # are excluded for every method alike
-            tr_graphs, tr_keep = molecule_graphs(next(iter(encoders.values())), ds.train.smiles) \
-                if encoders else ([], np.ones(len(ds.train.smiles), bool))
-            te_graphs, te_keep = molecule_graphs(next(iter(encoders.values())), ds.test.smiles) \
-                if encoders else ([], np.ones(len(ds.test.smiles), bool))
-            if (~tr_keep).sum() or (~te_keep).sum():
-                notes.append(f"{name}: {(~tr_keep).sum()} train / {(~te_keep).sum()} test molecules "
-                             f"rejected by the molecule builder, excluded for every method")
             leakage += leakage_rows(name, {"train": ds.train.smiles, "test": ds.test.smiles}, seen)
-            lab = Labels(ds.train.y[tr_keep], ds.train.present[tr_keep], ds.test.y[te_keep], ds.test.present[te_keep])
-            tasks = ds.tasks[: p.max_tasks] if p.max_tasks else ds.tasks
-            draws = _draws(name, tasks, lab, p.k, p.draws, ctx.seed, notes)
-            ecfp = (ds.train.ecfp[tr_keep], ds.test.ecfp[te_keep])
-            keys: dict[str, str] = {}
-            if cache is not None:
-                for method in (m for m in p.methods if m in REUSABLE_METHODS):
-                    features = _digest(*ecfp) if method not in ENCODER_METHODS else \
-                        _digest(embed_molecules(encoders[method], tr_graphs[:PROBE_MOLECULES]))
-                    keys[method] = cache.key(name, method, features, lab, p, ctx.seed)
-            by_method: dict[str, list[dict]] = {}
-            todo = list(p.methods)
-            while todo:  # rows another process is computing right now are taken once it has stored them
-                busy = []
-                for method in todo:
-                    key = keys.get(method)
-                    if key is not None:
-                        reused = cache.get(key, f"{name}/{method}")
-                        if reused is not None:
-                            by_method[method] = reused
-                            continue
-                        if not cache.claim(key):
-                            busy.append(method)
-                            continue
-                    try:
-                        x = ecfp if method not in ENCODER_METHODS else \
-                            (embed_molecules(encoders[method], tr_graphs), embed_molecules(encoders[method], te_graphs))
-                        by_method[method] = _method_rows(name, method, x, lab, draws, ctx.seed)
-                        if key is not None:
-                            cache.put(key, by_method[method])
-                    finally:
-                        if key is not None:
-                            cache.release(key)
-                if busy == todo:
+            inputs = self._inputs(name, ds, encoders, ctx.seed, notes)
+            keys = self._keys(inputs, encoders, cache, ctx.seed) if cache is not None else {}
+            done, busy = self._rows(inputs, list(p.methods), keys, encoders, cache, ctx.seed)
+            per_set.append(done)
+            if busy:  # being computed by another process (a parallel sweep trial): go on, take them later
+                if not any(m in ENCODER_METHODS for m in busy):
+                    inputs = replace(inputs, train_graphs=[], test_graphs=[])
+                waiting.append((len(per_set) - 1, inputs, keys, busy))
+        for i, inputs, keys, busy in waiting:
+            while busy:
+                done, still = self._rows(inputs, busy, keys, encoders, cache, ctx.seed)
+                per_set[i].update(done)
+                if still == busy:
                     time.sleep(CLAIM_POLL_S)
-                todo = busy
-            rows += [r for method in p.methods for r in by_method[method]]
+                busy = still
+        rows = [r for done in per_set for method in p.methods for r in done[method]]
         table, leaks = pd.DataFrame(rows), pd.DataFrame(leakage)
         text = summarize(table, sorted(set(notes)))
         if cache is not None and cache.reused:
