@@ -249,7 +249,8 @@ def write_report(sweep: Any, results: pd.DataFrame, trials: pd.DataFrame, out: P
 
 def overview_tables(summary: pd.DataFrame, average: pd.DataFrame, order: list[str] | None = None) -> list[str]:
     """Markdown lines: per k, one row per method x configuration and one column per data set plus
-    the average; cells are AUROC x 100 as mean ± half-width of the 95% CI over seeds. A baseline
+    the average; cells are AUROC x 100 as mean ± half-width of the 95% CI over seeds (the mean
+    alone from one seed). A baseline
     with the same numbers under several configurations (ECFP4 under all; the untrained encoder under
     every stage setting of one encoder) gets one row, labelled by what those configurations share.
     ``order``: the configurations' order (default: sorted)."""
@@ -274,8 +275,9 @@ def overview_tables(summary: pd.DataFrame, average: pd.DataFrame, order: list[st
             for members in groups.values():
                 values = cells[(method, members[0])]
                 row = [method, _shared_label(members), str(seeds[(method, members[0])])]
-                row += [f"{100 * values[d][0]:.1f} ± {100 * values[d][1]:.1f}" if d in values else "–"
-                        for d in [*datasets, "average"]]
+                one_seed = seeds[(method, members[0])] < 2  # no interval
+                row += ["–" if d not in values else f"{100 * values[d][0]:.1f}" if one_seed
+                        else f"{100 * values[d][0]:.1f} ± {100 * values[d][1]:.1f}" for d in [*datasets, "average"]]
                 rows.append(row)
         header = ["method", "configuration", "seeds", *datasets, "average"]
         lines += [f"#### k = {k}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
