@@ -250,9 +250,9 @@ def write_report(sweep: Any, results: pd.DataFrame, trials: pd.DataFrame, out: P
 def overview_tables(summary: pd.DataFrame, average: pd.DataFrame, order: list[str] | None = None) -> list[str]:
     """Markdown lines: per k, one row per method x configuration and one column per data set plus
     the average; cells are AUROC x 100 as mean ± half-width of the 95% CI over seeds (the mean
-    alone from one seed). A baseline
-    with the same numbers under several configurations (ECFP4 under all; the untrained encoder under
-    every stage setting of one encoder) gets one row, labelled by what those configurations share.
+    alone from one seed). A baseline with the same numbers under several configurations (ECFP4
+    under all; the untrained encoder under every stage setting of one encoder) gets one row,
+    labelled by what those configurations share.
     ``order``: the configurations' order (default: sorted)."""
     datasets = sorted(summary["dataset"].unique())
     both = pd.concat([summary, average.assign(dataset="average")], ignore_index=True)
@@ -273,9 +273,9 @@ def overview_tables(summary: pd.DataFrame, average: pd.DataFrame, order: list[st
                 same = tuple(sorted((d, round(v[0], 12), round(v[1], 12)) for d, v in cells[(method, c)].items()))
                 groups.setdefault(same if method != "pretrained" else (c,), []).append(c)
             for members in groups.values():
-                values = cells[(method, members[0])]
-                row = [method, _shared_label(members), str(seeds[(method, members[0])])]
-                one_seed = seeds[(method, members[0])] < 2  # no interval
+                values, n_seeds = cells[(method, members[0])], seeds[(method, members[0])]
+                row = [method, _shared_label(members), str(n_seeds)]
+                one_seed = n_seeds < 2  # no interval
                 row += ["–" if d not in values else f"{100 * values[d][0]:.1f}" if one_seed
                         else f"{100 * values[d][0]:.1f} ± {100 * values[d][1]:.1f}" for d in [*datasets, "average"]]
                 rows.append(row)
