@@ -47,8 +47,8 @@ WEIGHTS = {"mask": 1.0, "contrast": 1.0, "causal": 1.0}
 
 
 def build_model(encoder: str, schema):
-    from cgc_framework.plugins import load_registry
-    from cgc_framework.training import PretrainModel
+    from cgc_framework.engine.registry import load_registry
+    from cgc_framework.engine.training import PretrainModel
 
     reg = load_registry()
     torch.manual_seed(0)
@@ -63,9 +63,8 @@ def build_model(encoder: str, schema):
 
 
 def make_batches(batch_size: int, n_batches: int):
-    from torch_geometric.data import Batch
-
     from graph_fixtures import lincs_experiment_graphs
+    from torch_geometric.data import Batch
 
     schema, graphs, _ = lincs_experiment_graphs(16)
     g = torch.Generator().manual_seed(0)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cgc_framework.records import SkipLog
+from cgc_framework.plugin.records import SkipLog
 from cgc_plugins.cells.profile_builder import ProfileCellBuilder
 from cgc_plugins.datasets.experiment import CellPaintingExperiments, ExperimentParams
 from cgc_plugins.datasets.lincs import EMBEDDED_COMPOUNDS, EMBEDDED_PROFILES

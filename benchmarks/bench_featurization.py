@@ -52,8 +52,8 @@ _TARGETS = {
 
 def _ours():
     """``rdkit_molecule`` as featurization runs it: ``build_many`` on chunks of ``featurize.CHUNK``."""
-    from cgc_framework.featurize import CHUNK
-    from cgc_framework.records import RecordError
+    from cgc_framework.engine.featurize import CHUNK
+    from cgc_framework.plugin.records import RecordError
     from cgc_plugins.molecules.rdkit_builder import RDKitMoleculeBuilder
     b = RDKitMoleculeBuilder()
     return lambda block: sum(not isinstance(g, RecordError)
@@ -172,10 +172,11 @@ def bench_cache(smiles: list[str], batch_size: int = 32) -> dict:
 
     from torch_geometric.data import Batch
 
-    from cgc_framework.cache import ENTRY_SUFFIX, GraphCache, PackedGraphs, cache_key
-    from cgc_framework.featurize import CHUNK
-    from cgc_framework.graph import graph_from_dict, graph_to_dict
-    from cgc_framework.records import RecordError
+    from cgc_framework.engine.cache import ENTRY_SUFFIX, GraphCache, cache_key
+    from cgc_framework.engine.featurize import CHUNK
+    from cgc_framework.engine.shards import PackedGraphs
+    from cgc_framework.plugin.graph import graph_from_dict, graph_to_dict
+    from cgc_framework.plugin.records import RecordError
     from cgc_plugins.molecules.rdkit_builder import RDKitMoleculeBuilder
 
     b = RDKitMoleculeBuilder()
@@ -293,7 +294,7 @@ def bench_proteins(folder: Path, repeats: int = 5) -> dict:
         print(f"  proteins [{mode}]: {out['modes'][mode]['structures_per_s']} structures/s, "
               f"{out['modes'][mode]['ms_per_300_residues_median']} ms / 300 residues", flush=True)
     # cached reload of protein graphs (per-entry files)
-    from cgc_framework.cache import GraphCache, cache_key
+    from cgc_framework.engine.cache import GraphCache, cache_key
     root = Path(tempfile.mkdtemp(prefix="cgc_pcache_bench_"))
     try:
         cache, keys = GraphCache(root), []
@@ -334,8 +335,8 @@ def profile_molecule(smiles: list[str], reps: int = 3) -> dict:
     from rdkit import Chem
     from torch_geometric.utils import from_smiles
 
-    from cgc_framework.featurize import CHUNK
-    from cgc_framework.graph import hetero_data
+    from cgc_framework.engine.featurize import CHUNK
+    from cgc_framework.plugin.graph import hetero_data
     from cgc_plugins.molecules.rdkit_builder import RDKitMoleculeBuilder, graphs_of, parse_smiles, read_molecule
     from cgc_plugins.molecules.rdkit_pickle import api_fields, decode
 

@@ -68,9 +68,9 @@ def bench_ray(workers: int, epochs: int, tmp: Path, cluster: bool = False) -> di
 def bench_plain_loop(epochs: int, tmp: Path) -> dict:
     """The same loop without Ray: run_stages in this process."""
     from cgc_framework.api import plan_run
-    from cgc_framework.featurize import build_graphs
-    from cgc_framework.orchestrator import build_model, loop_config
-    from cgc_framework.training import run_stages
+    from cgc_framework.engine.featurize import build_graphs
+    from cgc_framework.engine.orchestrator import build_model, loop_config
+    from cgc_framework.engine.training import run_stages
 
     plan = plan_run(REPO / "registry.yaml", overrides=_epochs(epochs))
     graphs = build_graphs(plan, progress=False).graphs
@@ -93,7 +93,7 @@ def bench_plain_loop(epochs: int, tmp: Path) -> dict:
 
 def bench_checkpoint(tmp: Path) -> dict:
     from cgc_framework.api import plan_run
-    from cgc_framework.orchestrator import build_model, load_checkpoint, save_checkpoint
+    from cgc_framework.engine.orchestrator import build_model, load_checkpoint, save_checkpoint
 
     plan = plan_run(REPO / "registry.yaml")
     comps = {"encoder": {"name": plan.encoder.info.name, "params": plan.encoder.params_dict()},
@@ -120,7 +120,7 @@ def bench_checkpoint(tmp: Path) -> dict:
 def _one_batch(plan):
     from torch_geometric.loader import DataLoader
 
-    from cgc_framework.featurize import build_graphs
+    from cgc_framework.engine.featurize import build_graphs
 
     return DataLoader(build_graphs(plan, progress=False).graphs[:32], batch_size=32)
 

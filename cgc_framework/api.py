@@ -20,16 +20,17 @@ import pandas as pd
 import torch
 import yaml
 
-from .compose import Plan, compose
-from .config import CGCConfig, load_config
-from .errors import CGCError
-from .featurize import BuiltData, build_graphs
-from .contracts import EvaluationContext
-from .graph import GraphSchema
-from .orchestrator import build_model, load_checkpoint, pretrain
-from .plugins import PluginRegistry, load_registry
-from .report import plot_loss_curves, write_summary
-from .versions import package_versions
+from cgc_framework.engine.checkpoint import load_model
+from cgc_framework.engine.compose import compose
+from cgc_framework.engine.config import CGCConfig, load_config
+from cgc_framework.engine.featurize import BuiltData, build_graphs
+from cgc_framework.engine.orchestrator import pretrain
+from cgc_framework.engine.registry import PluginRegistry, load_registry
+from cgc_framework.engine.report import plot_loss_curves, write_summary
+from cgc_framework.engine.versions import package_versions
+from cgc_framework.plugin.contracts import EvaluationContext
+from cgc_framework.plugin.errors import CGCError
+from cgc_framework.plugin.plan import Plan
 
 
 @dataclass
@@ -58,10 +59,7 @@ def run_evaluations(plan: Plan, checkpoint: Path, run_dir: Path, *, extra_plugin
     ``run_dir/evaluations/<key>/<table>.csv``. Returns the Markdown paragraphs for the summary."""
     if not plan.evaluations:
         return []
-    ckpt = load_checkpoint(checkpoint)
-    model = build_model(ckpt, GraphSchema.from_dict(ckpt["schema"]), plan.registry)
-    model.load_state_dict(ckpt["model"])
-    model.eval()
+    model, _ = load_model(checkpoint, plan.registry)
     paragraphs = []
     for key, spec in plan.evaluations.items():
         out = run_dir / "evaluations" / key

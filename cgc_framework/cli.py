@@ -1,16 +1,39 @@
-"""Command-line entry points; thin wrappers over :mod:`cgc_framework.api`."""
+"""Command-line entry points; thin wrappers over :mod:`cgc_framework.api`.
+
+``cgc COMMAND ...`` runs every command: the built-in ones below (``run``, ``plugins``, ``plugin``,
+``bench``, ``embed``; also installed as ``cgc-run``, ``cgc-plugins``, ...) and those plugins add
+through the ``register_commands`` hook (``cgc predict``). Every command takes ``--plugins-dir DIR``
+to load unpackaged plugin files during development.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from typing import Callable
 
-from .errors import CGCError
+from cgc_framework.plugin.errors import CGCError
+
+PLUGINS_DIR_HELP = "also load every *.py file in DIR as a plugin (development; repeatable)"
+
+
+def _add_plugins_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugins-dir", action="append", default=[], metavar="DIR", help=PLUGINS_DIR_HELP)
+
+
+def _use_plugins_dirs(dirs: list[str]) -> None:
+    """Make ``dirs`` visible to every later registry load (this process and its Ray workers)."""
+    from cgc_framework.engine.registry import PLUGINS_DIR_ENV
+
+    if dirs:
+        old = [d for d in os.environ.get(PLUGINS_DIR_ENV, "").split(os.pathsep) if d]
+        os.environ[PLUGINS_DIR_ENV] = os.pathsep.join(old + [os.path.abspath(d) for d in dirs])
 
 
 def _print_plugins(as_json: bool) -> None:
-    from .plugins import load_registry
+    from cgc_framework.engine.registry import load_registry
 
     components = load_registry().components()
     rows = [{"kind": c.kind, "name": c.name, "distribution": c.distribution, "version": c.version,
@@ -30,7 +53,9 @@ def plugins_main(argv: list[str] | None = None) -> int:
     """``cgc-plugins``: list every installed component with kind, name, distribution, version."""
     parser = argparse.ArgumentParser(prog="cgc-plugins", description=plugins_main.__doc__)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_plugins_dir(parser)
     args = parser.parse_args(argv)
+    _use_plugins_dirs(args.plugins_dir)
     try:
         _print_plugins(args.json)
     except CGCError as exc:
@@ -41,7 +66,7 @@ def plugins_main(argv: list[str] | None = None) -> int:
 
 def plugin_main(argv: list[str] | None = None) -> int:
     """``cgc-plugin new NAME --kind modality``: write a ready-to-install plugin distribution."""
-    from .plugin_template import SUPPORTED_KINDS, new_plugin
+    from cgc_framework.scaffold import SUPPORTED_KINDS, new_plugin
 
     parser = argparse.ArgumentParser(prog="cgc-plugin", description=plugin_main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,8 +97,10 @@ def bench_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validate", action="store_true",
                         help="check the sweep (every trial's components and params) and exit")
     parser.add_argument("--quiet", action="store_true")
+    _add_plugins_dir(parser)
     args = parser.parse_args(argv)
-    from .sweep import run_sweep, validate_sweep
+    _use_plugins_dirs(args.plugins_dir)
+    from cgc_framework.bench.sweep import run_sweep, validate_sweep
 
     try:
         if args.validate:
@@ -105,12 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list-plugins", action="store_true", help="list installed components and exit")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate, compose and featurize; print the plan; do not train")
+    _add_plugins_dir(parser)
     args = parser.parse_args(argv)
+    _use_plugins_dirs(args.plugins_dir)
     try:
         if args.list_plugins:
             _print_plugins(False)
             return 0
-        from .api import dry_run, resume, run
+        from cgc_framework.api import dry_run, resume, run
 
         if args.resume:
             print(resume(args.resume, progress=False if args.quiet else None).run_dir)
@@ -146,12 +175,14 @@ def embed_main(argv: list[str] | None = None) -> int:
                         help="with --level cell: encode the treated profile (default) or the control state")
     parser.add_argument("--builder", help="molecule graph builder name (default: as recorded, else rdkit_molecule)")
     parser.add_argument("--out", required=True, help="output CSV")
+    _add_plugins_dir(parser)
     args = parser.parse_args(argv)
+    _use_plugins_dirs(args.plugins_dir)
     try:
         import pandas as pd
 
-        from .embeddings import load_graphs, load_pretrained
-        from .records import RecordError
+        from cgc_framework.engine.pretrained import load_graphs, load_pretrained
+        from cgc_framework.plugin.records import RecordError
 
         pre = load_pretrained(args.checkpoint)
         if args.graphs:
@@ -182,72 +213,44 @@ def embed_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def predict_main(argv: list[str] | None = None) -> int:
-    """``cgc-predict CHECKPOINT --smiles ... --doses 0.1 1 10``: in-silico what-if. Predicts the change
-    of every cell-node feature of a plate's control state under each compound at each dose with the
-    pretrained causal head; writes tables (CSV/Parquet/JSON), PNG plots and summary.md to --out."""
-    parser = argparse.ArgumentParser(prog="cgc-predict", description=predict_main.__doc__)
-    parser.add_argument("checkpoint", help="a cgc-framework checkpoint (e.g. <run>/checkpoints/final.pt)")
-    parser.add_argument("--smiles", nargs="+", default=[], metavar="SMILES", help="query SMILES")
-    parser.add_argument("--smiles-file", help="text file with one SMILES per line, or a CSV with a 'smiles' column")
-    parser.add_argument("--doses", nargs="+", default=[], metavar="UM", help="doses in uM, e.g. 0.1 1 10")
-    parser.add_argument("--context", help="plate id or cell line of the checkpoint's data "
-                                          "(default: its first plate; --list-contexts shows them)")
-    parser.add_argument("--list-contexts", action="store_true", help="print the available contexts and exit")
-    parser.add_argument("--config", help="the run's config (default: <run>/config.resolved.yaml of the checkpoint)")
-    parser.add_argument("--task", help="key of the causal task in the checkpoint (default: the causal one)")
-    parser.add_argument("--out", default="whatif", help="output directory (default: ./whatif)")
-    parser.add_argument("--top", type=int, default=10, help="top features per group and nearest compounds (default 10)")
-    parser.add_argument("--rank-by", choices=["predicted", "centered", "measured"], default="predicted",
-                        help="similarity that ranks the nearest known compounds (default: predicted)")
-    parser.add_argument("--field", action="append", default=[], metavar="KEY=VALUE",
-                        help="record field for the query compounds, e.g. --field inchikey=BSYNRYMUTXBXSQ-UHFFFAOYSA-N "
-                             "(drug-target edges of a new compound; repeatable)")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    args = parser.parse_args(argv)
+BUILTIN_COMMANDS: dict[str, Callable[[list[str] | None], int]] = {
+    "run": main, "plugins": plugins_main, "plugin": plugin_main, "bench": bench_main, "embed": embed_main}
+
+
+def cgc_main(argv: list[str] | None = None) -> int:
+    """``cgc COMMAND [ARGS...]``: run a built-in command or one a plugin registered."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    dirs: list[str] = []
+    while len(argv) >= 2 and argv[0] == "--plugins-dir":
+        dirs.append(argv[1])
+        argv = argv[2:]
+    _use_plugins_dirs(dirs)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: cgc [--plugins-dir DIR] COMMAND [ARGS...]\n\ncommands:")
+        for name, fn in BUILTIN_COMMANDS.items():
+            print(f"  {name:<10} {(fn.__doc__ or '').strip().splitlines()[0]}")
+        try:
+            from cgc_framework.engine.registry import load_registry
+
+            for info in (c for c in load_registry().components() if c.kind == "command"):
+                print(f"  {info.name:<10} {info.description} ({info.distribution})")
+        except CGCError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name in BUILTIN_COMMANDS:
+        return BUILTIN_COMMANDS[name](rest)
+    from cgc_framework.engine.registry import load_registry
+
     try:
-        from .predict import WhatIf, _check_doses
-
-        bad = [f for f in args.field if "=" not in f]
-        if bad:
-            parser.error(f"--field takes KEY=VALUE, got {bad[0]!r}")
-        fields = dict(f.split("=", 1) for f in args.field)
-
-        smiles = list(args.smiles)
-        if args.smiles_file:
-            import pandas as pd
-
-            text = open(args.smiles_file).read().splitlines()
-            if args.smiles_file.endswith(".csv") or (text and text[0].strip().lower().split(",")[0] == "smiles"):
-                smiles += pd.read_csv(args.smiles_file)["smiles"].dropna().astype(str).tolist()
-            else:
-                smiles += [s.strip() for s in text if s.strip() and not s.lstrip().startswith("#")]
-        if not args.list_contexts:
-            if not smiles:
-                parser.error("give --smiles and/or --smiles-file")
-            if not args.doses:
-                parser.error("give --doses (uM), e.g. --doses 0.1 1 10")
-            doses = _check_doses(args.doses)
-        if not args.quiet:
-            print(f"cgc-predict: loading {args.checkpoint} and its data", file=sys.stderr, flush=True)
-        whatif = WhatIf(args.checkpoint, config=args.config, task=args.task, progress=not args.quiet)
-        if args.list_contexts:
-            for c in whatif.contexts.values():
-                print(f"{c.plate}\t{c.cell_line or '-'}\t{c.records} records\t{c.compounds} compounds")
-            return 0
-        pred = whatif.predict(smiles, doses, args.context, top_k=args.top, rank_by=args.rank_by,
-                              extra_fields=fields or None)
-        files = pred.write(args.out, top=args.top)
-    except (CGCError, OSError, KeyError) as exc:
+        info = load_registry().get("command", name)
+        command = info.factory
+    except CGCError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for w in pred.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    print(f"predicted {len(pred.smiles)} compound(s) x {len(pred.doses_um)} dose(s) on {pred.context.label}: "
-          f"{pred.meta['n_features']} cell features; wrote {len(files)} files to {args.out} "
-          f"(summary: {files['summary']})")
-    return 0
+    return int(command(rest) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(cgc_main())

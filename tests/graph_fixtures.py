@@ -25,7 +25,8 @@ from rdkit import Chem, RDLogger
 from torch_geometric.data import HeteroData
 
 from cgc_framework import hookimpl
-from cgc_framework.graph import EdgeTypeSpec, FeatureSpec, GraphSchema, NodeTypeSpec
+from cgc_framework.plugin.graph import EdgeTypeSpec, FeatureSpec, GraphSchema, NodeTypeSpec
+from cgc_framework.plugin.roles import CELL_STATE
 from cgc_plugins.datasets.lincs import EMBEDDED_COMPOUNDS, EMBEDDED_PROFILES
 from cgc_plugins.molecules.features import molecule_schema
 from cgc_plugins.molecules.rdkit_builder import RDKitMoleculeBuilder
@@ -36,7 +37,7 @@ CONTAINS = [(0, 1), (0, 2)]  # Cells contains Cytoplasm, Nuclei
 
 def cell_schema(dim: int) -> GraphSchema:
     compartment = NodeTypeSpec((FeatureSpec.continuous("profile", dim=dim, unit="robust z"),),
-                               name="compartment", description="Cells / Cytoplasm / Nuclei")
+                               name="compartment", description="Cells / Cytoplasm / Nuclei", role=CELL_STATE)
     dose = (FeatureSpec.continuous("log10_dose", unit="log10 uM"),)
     edges = [EdgeTypeSpec((), src="compartment", rel="contains", dst="compartment"),
              EdgeTypeSpec(dose, src="compound", rel="treats", dst="compartment"),
@@ -141,8 +142,8 @@ class FixtureCellPlugin:
 
     @hookimpl
     def register_datasets(self, register):
-        from cgc_framework.contracts import Dataset
-        from cgc_framework.records import Record
+        from cgc_framework.plugin.contracts import Dataset
+        from cgc_framework.plugin.records import Record
 
         plugin = self
 
@@ -160,13 +161,13 @@ class FixtureCellPlugin:
 
     @hookimpl
     def register_modalities(self, register):
-        from cgc_framework.contracts import Modality
+        from cgc_framework.plugin.contracts import Modality
 
         register("fixture_cell", lambda params: Modality("fixture_well", "test fixture cells"))
 
     @hookimpl
     def register_graph_builders(self, register):
-        from cgc_framework.contracts import GraphBuilder
+        from cgc_framework.plugin.contracts import GraphBuilder
 
         plugin = self
 
@@ -192,7 +193,7 @@ class FixtureCellPlugin:
 
     @hookimpl
     def register_edge_sources(self, register):
-        from cgc_framework.contracts import EdgeSource
+        from cgc_framework.plugin.contracts import EdgeSource
 
         plugin = self
 

@@ -5,8 +5,7 @@ compartment/channel graph (:mod:`.profile_builder`). ``cell_image``: channel ima
 outline images) of one field -> segmented-object graph (:mod:`.image_builder`).
 """
 
-from cgc_framework import hookimpl
-from cgc_framework.contracts import Modality
+from cgc_framework.plugin import Modality, hookimpl
 
 from .image_builder import ImageBuilderParams, ImageCellBuilder
 from .profile_builder import ProfileBuilderParams, ProfileCellBuilder

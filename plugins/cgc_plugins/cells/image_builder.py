@@ -40,9 +40,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch_geometric.data import HeteroData
 
-from cgc_framework.contracts import GraphBuilder
-from cgc_framework.graph import EdgeTypeSpec, FeatureSpec, GraphSchema, NodeTypeSpec
-from cgc_framework.records import RecordError
+from cgc_framework.plugin import EdgeTypeSpec, FeatureSpec, GraphBuilder, GraphSchema, NodeTypeSpec, RecordError
+from cgc_framework.plugin.roles import CELL_STATE
 
 from .feature_names import CHANNELS, canonical_channel
 
@@ -216,8 +215,8 @@ def image_schema() -> GraphSchema:
     plain = lambda s, r, d, desc, f=(): EdgeTypeSpec(f, src=s, rel=r, dst=d, description=desc)  # noqa: E731
     dist = (FeatureSpec.continuous("centroid_distance", 1, "100 px", "centroid distance / 100 px"),)
     return GraphSchema.of(
-        [NodeTypeSpec(feats, name="cell_object", description="segmented cell"),
-         NodeTypeSpec(feats, name="nucleus_object", description="segmented nucleus")],
+        [NodeTypeSpec(feats, name="cell_object", description="segmented cell", role=CELL_STATE),
+         NodeTypeSpec(feats, name="nucleus_object", description="segmented nucleus", role=CELL_STATE)],
         [plain("cell_object", "adjacent", "cell_object", "cells within adjacency_px of each other", dist),
          plain("nucleus_object", "in", "cell_object", "nucleus inside cell"),
          plain("cell_object", "has", "nucleus_object", "reverse of (nucleus_object, in, cell_object)")])

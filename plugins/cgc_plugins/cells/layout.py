@@ -22,8 +22,16 @@ from functools import lru_cache
 import numpy as np
 import scipy.sparse as sp
 
-from .feature_names import (CHANNEL_SLOTS, CHANNELS, COMPARTMENT_SLOTS, COMPARTMENTS, CORRELATION_SLOTS,
-                            SYMMETRIC_CORRELATION, ParsedFeature, parse_feature)
+from .feature_names import (
+    CHANNEL_SLOTS,
+    CHANNELS,
+    COMPARTMENT_SLOTS,
+    COMPARTMENTS,
+    CORRELATION_SLOTS,
+    SYMMETRIC_CORRELATION,
+    ParsedFeature,
+    parse_feature,
+)
 
 NC, NH, NE = len(COMPARTMENT_SLOTS), len(CHANNEL_SLOTS), len(CORRELATION_SLOTS)
 _SYM = {CORRELATION_SLOTS.index(f"Correlation_{m}") for m in SYMMETRIC_CORRELATION}

@@ -106,8 +106,8 @@ def main(out: str) -> None:
     import yaml
 
     from cgc_framework.api import plan_run
-    from cgc_framework.featurize import build_record
-    from cgc_framework.records import SkipLog
+    from cgc_framework.engine.featurize import build_record
+    from cgc_framework.plugin.records import SkipLog
 
     repo = Path(__file__).resolve().parents[3]
     cfg = yaml.safe_load((repo / "registry.yaml").read_text())

@@ -27,9 +27,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch_geometric.data import HeteroData
 
-from cgc_framework.contracts import GraphBuilder
-from cgc_framework.graph import EdgeTypeSpec, FeatureSpec, GraphSchema, NodeTypeSpec
-from cgc_framework.records import RecordError
+from cgc_framework.plugin import EdgeTypeSpec, FeatureSpec, GraphBuilder, GraphSchema, NodeTypeSpec, RecordError
+from cgc_framework.plugin.roles import CELL_STATE
 
 from .feature_names import CHANNEL_SLOTS, CHANNELS, COMPARTMENT_SLOTS, COMPARTMENTS, CORRELATION_SLOTS
 from .layout import NC, NE, NH, aggregate, layout_for
@@ -66,7 +65,7 @@ class CellProfile:
         return h.hexdigest()
 
     def __str__(self) -> str:
-        # shown in skip reports and used by cgc_framework.cache (json.dumps(default=str)) as the
+        # shown in skip reports and used by cgc_framework.engine.cache (json.dumps(default=str)) as the
         # content key, so it must identify the content: the digest does
         return f"CellProfile(plate={self.plate}, dose={self.dose_um} uM, sha256={self.digest()[:32]})"
 
@@ -87,22 +86,30 @@ def _with_flags(mean: np.ndarray, present: np.ndarray) -> np.ndarray:
 
 def cell_profile_schema() -> GraphSchema:
     """The published schema (identical for every stain set)."""
+    compartments = FeatureSpec.categorical("compartment", len(COMPARTMENTS) + 1, ", ".join(COMPARTMENTS) + ", other",
+                                           names=(*COMPARTMENTS, "other"))
     comp = NodeTypeSpec((
         FeatureSpec.continuous("slots", NC, "robust z vs plate DMSO", "mean of the features of each "
-                               "compartment slot: " + ", ".join(COMPARTMENT_SLOTS)),
-        FeatureSpec.continuous("present", NC, "", "1 where the slot has a measured feature, else 0"),
-        FeatureSpec.categorical("compartment", len(COMPARTMENTS) + 1, ", ".join(COMPARTMENTS) + ", other"),
-    ), name="compartment", description="cell compartment (Cells, Cytoplasm, Nuclei)")
+                               "compartment slot: " + ", ".join(COMPARTMENT_SLOTS), names=COMPARTMENT_SLOTS),
+        FeatureSpec.continuous("present", NC, "", "1 where the slot has a measured feature, else 0",
+                               flags_for="slots"),
+        compartments,
+    ), name="compartment", description="cell compartment (Cells, Cytoplasm, Nuclei)", role=CELL_STATE,
+        value_name="{compartment}_{slot}")
     chan = NodeTypeSpec((
         FeatureSpec.continuous("slots", NH, "robust z vs plate DMSO", "mean of the features of each "
-                               "channel slot: " + ", ".join(CHANNEL_SLOTS)),
-        FeatureSpec.continuous("present", NH, "", "1 where the slot has a measured feature, else 0"),
-        FeatureSpec.categorical("channel", len(CHANNELS) + 1, ", ".join(CHANNELS) + ", other"),
-        FeatureSpec.categorical("compartment", len(COMPARTMENTS) + 1, ", ".join(COMPARTMENTS) + ", other"),
-    ), name="channel", description="stain channel measured in one compartment")
+                               "channel slot: " + ", ".join(CHANNEL_SLOTS), names=CHANNEL_SLOTS),
+        FeatureSpec.continuous("present", NH, "", "1 where the slot has a measured feature, else 0",
+                               flags_for="slots"),
+        FeatureSpec.categorical("channel", len(CHANNELS) + 1, ", ".join(CHANNELS) + ", other",
+                                names=(*CHANNELS, "other")),
+        compartments,
+    ), name="channel", description="stain channel measured in one compartment", role=CELL_STATE,
+        value_name="{compartment}_{slot}_{channel}")
     corr = EdgeTypeSpec((
-        FeatureSpec.continuous("slots", NE, "robust z vs plate DMSO", ", ".join(CORRELATION_SLOTS)),
-        FeatureSpec.continuous("present", NE, "", "1 where the slot has a measured feature"),
+        FeatureSpec.continuous("slots", NE, "robust z vs plate DMSO", ", ".join(CORRELATION_SLOTS),
+                               names=CORRELATION_SLOTS),
+        FeatureSpec.continuous("present", NE, "", "1 where the slot has a measured feature", flags_for="slots"),
     ), src="channel", rel="correlates", dst="channel",
         description="Correlation features between two channels of one compartment (control state)")
     plain = lambda s, r, d, desc: EdgeTypeSpec((), src=s, rel=r, dst=d, description=desc)  # noqa: E731

@@ -1,12 +1,12 @@
 """Dataset plugin: sources of experiment records, including the embedded default data."""
 
-from cgc_framework import hookimpl
+from cgc_framework.plugin import hookimpl
 
 from .experiment import CellPaintingExperiments, ExperimentParams
 from .image_fields import ImageFieldsDataset, ImageFieldsParams
 from .lincs import LincsPlateDataset, LincsPlateParams
-from .structures import StructurePairsDataset, StructurePairsParams
 from .scm import SCMCellPainting, SCMParams
+from .structures import StructurePairsDataset, StructurePairsParams
 
 
 @hookimpl

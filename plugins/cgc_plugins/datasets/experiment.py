@@ -27,9 +27,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from cgc_framework.config import ExistingPath
-from cgc_framework.contracts import Dataset
-from cgc_framework.records import Record, SkipLog
+from cgc_framework.plugin import Dataset, ExistingPath, Record, SkipLog
 from cgc_plugins.cells.feature_names import is_feature_column
 from cgc_plugins.cells.layout import layout_for
 from cgc_plugins.cells.normalize import QualityReport, nan_screen, robust_mad_normalize

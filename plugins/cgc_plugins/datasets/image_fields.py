@@ -13,9 +13,7 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cgc_framework.config import ExistingPath
-from cgc_framework.contracts import Dataset
-from cgc_framework.records import Record, SkipLog
+from cgc_framework.plugin import Dataset, ExistingPath, Record, SkipLog
 from cgc_plugins.cells.image_builder import ImageField
 
 

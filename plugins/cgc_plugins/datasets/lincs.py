@@ -9,9 +9,7 @@ from typing import Any, Iterator
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from cgc_framework.config import ExistingPath
-from cgc_framework.contracts import Dataset
-from cgc_framework.records import Record, SkipLog
+from cgc_framework.plugin import Dataset, ExistingPath, Record, SkipLog
 
 EMBEDDED_DIR = Path(__file__).parent / "data" / "lincs_a549_SQ00015054"
 EMBEDDED_PROFILES = EMBEDDED_DIR / "lincs_cpg0004_A549_48h_SQ00015054_normalized_feature_select.csv.gz"

@@ -40,8 +40,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from cgc_framework.contracts import Dataset
-from cgc_framework.records import Record, SkipLog
+from cgc_framework.plugin import Dataset, Record, SkipLog
 from cgc_plugins.cells.feature_names import is_feature_column
 from cgc_plugins.cells.profile_builder import CellProfile
 

@@ -26,9 +26,7 @@ from typing import Any, Iterator
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from cgc_framework.config import ExistingPath
-from cgc_framework.contracts import Dataset
-from cgc_framework.records import Record, SkipLog
+from cgc_framework.plugin import Dataset, ExistingPath, Record, SkipLog
 
 DATA = Path(__file__).parent / "data"
 EMBEDDED_INDEX = DATA / "targets" / "proteins_index.csv"

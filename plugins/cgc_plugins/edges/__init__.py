@@ -1,6 +1,6 @@
 """Cross-scale edge sources: drug-target (compound -> protein) and co-occurrence (compound -> cell)."""
 
-from cgc_framework import hookimpl
+from cgc_framework.plugin import hookimpl
 
 from .cooccurrence import CooccurrenceEdges, CooccurrenceParams
 from .drug_target import DrugTargetEdges, DrugTargetParams

@@ -14,9 +14,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch_geometric.data import HeteroData
 
-from cgc_framework.contracts import EdgeSource
-from cgc_framework.graph import EdgeTypeSpec, FeatureSpec, GraphSchema
-from cgc_framework.records import Record, RecordError
+from cgc_framework.plugin import EdgeSource, EdgeTypeSpec, FeatureSpec, GraphSchema, Record, RecordError
+from cgc_framework.plugin.roles import TREATMENT
 
 
 class CooccurrenceParams(BaseModel):
@@ -35,9 +34,9 @@ class CooccurrenceEdges(EdgeSource):
         c = self.p.cell_node_type
         # endpoint node types are declared by the molecule / cell builders; merging checks they exist
         return GraphSchema({}, {e.key: e for e in (
-            EdgeTypeSpec((dose,), src="compound", rel="treats", dst=c,
+            EdgeTypeSpec((dose,), src="compound", rel="treats", dst=c, role=TREATMENT,
                          description="compound applied to the cell in this experiment (co-occurrence)"),
-            EdgeTypeSpec((dose,), src=c, rel="treated_by", dst="compound",
+            EdgeTypeSpec((dose,), src=c, rel="treated_by", dst="compound", role=TREATMENT,
                          description="reverse of (compound, treats, cell)"))})
 
     def add_edges(self, record: Record, data: HeteroData) -> None:

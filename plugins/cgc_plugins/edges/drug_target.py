@@ -28,14 +28,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch_geometric.data import HeteroData
 
-from cgc_framework.config import ExistingPath
-from cgc_framework.contracts import EdgeSource
-from cgc_framework.graph import EdgeTypeSpec, FeatureSpec, GraphSchema, NodeTypeSpec
-from cgc_framework.records import Record
+from cgc_framework.plugin import EdgeSource, EdgeTypeSpec, ExistingPath, FeatureSpec, GraphSchema, NodeTypeSpec, Record
+from cgc_framework.plugin.roles import PROTEIN
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "datasets" / "data" / "targets"
 
-PROTEIN_NODE = NodeTypeSpec((), name="protein", description="target protein (structure)")
+PROTEIN_NODE = NodeTypeSpec((), name="protein", description="target protein (structure)", role=PROTEIN)
 """The ``protein`` node type as declared here; a protein builder must declare it identically."""
 
 

@@ -1,6 +1,6 @@
 """Encoder plugin: heterogeneous GNN encoders."""
 
-from cgc_framework import hookimpl
+from cgc_framework.plugin import hookimpl
 
 from .hgt import HGTEncoder, HGTParams
 from .typed_attention import TypedAttentionConv, TypedAttentionEncoder, TypedAttentionParams

@@ -7,9 +7,7 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import HGTConv
 
-from cgc_framework.contracts import Encoder
-from cgc_framework.embedding import SchemaInputEmbedding
-from cgc_framework.graph import GraphSchema
+from cgc_framework.plugin import Encoder, GraphSchema, SchemaInputEmbedding
 
 
 class HGTParams(BaseModel):
@@ -21,7 +19,7 @@ class HGTParams(BaseModel):
     dropout: float = Field(0.0, ge=0, lt=1)
     edge_features: bool = Field(
         True, description="add the mean embedding of incoming edges' features to each node's input "
-                          "embedding (see cgc_framework.embedding); HGTConv itself takes no edge features")
+                          "embedding (see cgc_framework.plugin.input_embedding); HGTConv itself takes no edge features")
 
 
 class HGTEncoder(Encoder):

@@ -24,9 +24,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax
 
-from cgc_framework.contracts import Encoder
-from cgc_framework.embedding import SchemaInputEmbedding
-from cgc_framework.graph import EdgeType, GraphSchema
+from cgc_framework.plugin import EdgeType, Encoder, GraphSchema, SchemaInputEmbedding
 
 
 class TypedAttentionConv(MessagePassing):
@@ -132,7 +130,7 @@ class TypedAttentionParams(BaseModel):
     dropout: float = Field(0.0, ge=0, lt=1)
     edge_features: bool = Field(
         True, description="add the mean embedding of incoming edges' features to each node's input "
-                          "embedding (see cgc_framework.embedding); the layer itself is edge-feature free")
+                          "embedding (see cgc_framework.plugin.input_embedding); the layer itself is edge-feature free")
 
 
 class TypedAttentionEncoder(Encoder):

@@ -1,6 +1,6 @@
 """Evaluator plugin: transfer and consistency protocols run after pretraining (proposal §2.4)."""
 
-from cgc_framework import hookimpl
+from cgc_framework.plugin import hookimpl
 
 from .causal_consistency import CausalConsistency, CausalConsistencyParams
 from .do_check import DoCheck, DoCheckParams

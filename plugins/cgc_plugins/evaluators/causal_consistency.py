@@ -38,11 +38,18 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics.pairwise import cosine_similarity
 
-from cgc_framework.contracts import EvaluationContext, EvaluationResult, Evaluator
-from cgc_framework.records import Record, SkipLog
+from cgc_framework.plugin import EvaluationContext, EvaluationResult, Evaluator, Record, SkipLog
 
-from .responses import (ResponseTable, causal_task_key, dataset_records, evaluate_methods, metrics_markdown,
-                        nearest_dose, predicted_table, run_split_info)
+from .responses import (
+    ResponseTable,
+    causal_task_key,
+    dataset_records,
+    evaluate_methods,
+    metrics_markdown,
+    nearest_dose,
+    predicted_table,
+    run_split_info,
+)
 
 
 class CausalConsistencyParams(BaseModel):

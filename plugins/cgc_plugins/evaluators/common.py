@@ -1,5 +1,6 @@
 """What the evaluators share: molecule keys for leakage accounting, and the run's model as a
-:class:`cgc_framework.embeddings.Pretrained` — the one path from SMILES to embeddings.
+:class:`cgc_framework.engine.pretrained.Pretrained` (the one path from SMILES to embeddings, which
+``cgc-embed`` uses too).
 
 Molecule identity across data sets is the InChIKey connectivity block (``InChIKey14``: the first
 14 characters of the standard InChIKey; stereo, isotopes and protonation ignored), computed by
@@ -9,17 +10,15 @@ RDKit from the SMILES on both sides.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
-import torch
 from torch_geometric.data import HeteroData
 
-from cgc_framework.contracts import Dataset, EvaluationContext, HeldOutMolecules
-from cgc_framework.embeddings import Pretrained
-from cgc_framework.graph import GraphSchema
-from cgc_framework.orchestrator import build_model, load_checkpoint
-from cgc_framework.records import Record, SkipLog
+from cgc_framework.plugin import Dataset, HeldOutMolecules, Plan, SkipLog
+
+if TYPE_CHECKING:
+    from cgc_framework.engine.pretrained import Pretrained
 
 
 @lru_cache(maxsize=200_000)
@@ -35,20 +34,14 @@ def inchikey14(smiles: str | None) -> str | None:
     return key[:14] if key else None
 
 
-def record_inchikey14(record: Record) -> str | None:
-    """InChIKey14 of a record's ``smiles`` field (``None`` without a parsable SMILES)."""
-    return inchikey14(record.fields.get("smiles"))
-
-
-def dataset_with_splits(plan: Any, include_splits: list[str]) -> Dataset:
+def dataset_with_splits(plan: Plan, include_splits: list[str]) -> Dataset:
     """A fresh copy of the run's dataset (its own params and split) yielding only the records of
     ``include_splits`` — the raw dataset, not the leakage-guarded one pretraining read."""
-    spec = plan.dataset_spec
-    if spec.params is None or "include_splits" not in type(spec.params).model_fields:
-        raise ValueError(f"dataset '{spec.info.name}' has no include_splits parameter: "
-                         "its held-out records cannot be selected")
-    params = spec.params.model_copy(update={"include_splits": list(include_splits)})
-    return plan.registry.create("dataset", spec.info.name, params)
+    try:
+        return plan.create_dataset(include_splits=list(include_splits))
+    except ValueError:
+        raise ValueError(f"dataset '{plan.dataset_spec.info.name}' has no include_splits parameter: "
+                         "its held-out records cannot be selected") from None
 
 
 def held_out(keys_and_where: Iterable[tuple[str | None, str]]) -> HeldOutMolecules:
@@ -57,7 +50,7 @@ def held_out(keys_and_where: Iterable[tuple[str | None, str]]) -> HeldOutMolecul
     for key, where in keys_and_where:
         if key is not None:
             keys.setdefault(key, where)
-    return HeldOutMolecules(keys, record_inchikey14)
+    return HeldOutMolecules(keys, inchikey14)
 
 
 def pretraining_inchikeys(plan: Any) -> set[str]:
@@ -65,29 +58,10 @@ def pretraining_inchikeys(plan: Any) -> set[str]:
     ``plan.dataset`` (after the leakage guard, when it is on) — the leakage reference."""
     keys = set()
     for record in plan.dataset.records(SkipLog()):
-        key = record_inchikey14(record)
+        key = inchikey14(plan.molecule_value(record))
         if key:
             keys.add(key)
     return keys
-
-
-def builders_of(plan: Any) -> dict[str, dict[str, Any]]:
-    """``{modality: {name, params}}`` of the plan's graph builders (as ``Pretrained`` records them)."""
-    return {m: {"name": mp.builder_spec.info.name, "params": mp.builder_spec.params_dict()}
-            for m, mp in plan.modalities.items()}
-
-
-def pretrained_from_context(ctx: EvaluationContext, *, untrained: bool = False) -> Pretrained:
-    """The evaluated model as a :class:`Pretrained` (builders of the run's plan); with
-    ``untrained``, the same architecture with fresh weights drawn under ``torch.manual_seed(ctx.seed)``
-    (the "same encoder untrained" baseline)."""
-    model = ctx.model
-    if untrained:
-        ckpt = load_checkpoint(ctx.checkpoint)
-        torch.manual_seed(ctx.seed)
-        model = build_model(ckpt, GraphSchema.from_dict(ckpt["schema"]), ctx.plan.registry).to(ctx.device).eval()
-    return Pretrained(model, ctx.plan.schema, ctx.plan.registry, ctx.checkpoint, {}, builders_of(ctx.plan),
-                      ctx.device)
 
 
 def molecule_graphs(pre: Pretrained, smiles: Iterable[str]) -> tuple[list[HeteroData], np.ndarray]:

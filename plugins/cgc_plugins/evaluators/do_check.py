@@ -25,18 +25,16 @@ its ``relative_mse`` is at most ``tolerance``.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.linear_model import Ridge
 
-from cgc_framework.contracts import EvaluationContext, EvaluationResult, Evaluator
-from cgc_framework.metrics import regression_metrics
-from cgc_framework.records import Record
+from cgc_framework.plugin import EvaluationContext, EvaluationResult, Evaluator, Record
+from cgc_framework.plugin.metrics import regression_metrics
 
 from .causal_consistency import training_records
-from .responses import (build_experiment_graphs, causal_task_key, ecfp4, predict_treated, response_table)
+from .responses import build_experiment_graphs, causal_task_key, ecfp4, predict_treated, response_table
 
 
 class DoCheckParams(BaseModel):

@@ -37,12 +37,34 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
-from cgc_framework.config import ExistingPath
-from cgc_framework.contracts import EvaluationContext, EvaluationResult, Evaluator, HeldOutMolecules
-from cgc_framework.metrics import classification_metrics, mean_ci
-from .common import (embed_molecules, guard_note, held_out, inchikey14, leakage_rows, molecule_graphs,
-                     pretrained_from_context, pretraining_inchikeys)
-from .molnet import CLASSIFICATION_SETS, MolnetSet, load_molnet, molnet_cache_dir, scaffold_test_smiles
+
+from cgc_framework.plugin import (
+    Comparison,
+    EvaluationContext,
+    EvaluationResult,
+    Evaluator,
+    ExistingPath,
+    HeldOutMolecules,
+)
+from cgc_framework.plugin.metrics import classification_metrics, mean_ci
+
+from .common import (
+    embed_molecules,
+    guard_note,
+    held_out,
+    inchikey14,
+    leakage_rows,
+    molecule_graphs,
+    pretraining_inchikeys,
+)
+from .molnet import (
+    CLASSIFICATION_SETS,
+    MolnetSet,
+    load_molnet,
+    molnet_cache_dir,
+    molnet_data_files,
+    scaffold_test_smiles,
+)
 
 Method = Literal["pretrained", "untrained", "ecfp_lr", "ecfp_rf"]
 ENCODER_METHODS = ("pretrained", "untrained")
@@ -258,6 +280,13 @@ class FewShotEvaluator(Evaluator):
     def __init__(self, params: FewShotParams | None = None):
         self.params = params or FewShotParams()
 
+    def comparisons(self) -> list[Comparison]:
+        baselines = tuple(m for m in ("ecfp_lr", "ecfp_rf", "untrained") if m in self.params.methods)
+        return [Comparison("few_shot", "pretrained", baselines, "auroc", title="Few-shot AUROC")]
+
+    def data_files(self) -> dict[str, list[Path]]:
+        return molnet_data_files(self.params.model_dump())
+
     def held_out_molecules(self, plan) -> HeldOutMolecules:
         return scaffold_held_out(self.params.datasets, self.params.data_dir)
 
@@ -316,7 +345,7 @@ class FewShotEvaluator(Evaluator):
         p = self.params
         notes, leakage = [], []
         seen = pretraining_inchikeys(ctx.plan)
-        encoders = {m: pretrained_from_context(ctx, untrained=m == "untrained") for m in ENCODER_METHODS
+        encoders = {m: ctx.pretrained(untrained=m == "untrained") for m in ENCODER_METHODS
                     if m in p.methods}
         cache = ReusedRows(molnet_cache_dir(p.data_dir) / "fewshot-rows") if p.reuse_baselines else None
         per_set: list[dict[str, list[dict]]] = []

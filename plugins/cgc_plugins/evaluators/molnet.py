@@ -16,11 +16,43 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 CLASSIFICATION_SETS = ("tox21", "toxcast", "sider", "clintox", "bbbp", "hiv", "bace", "muv")
 TOXICITY_SETS = ("tox21", "toxcast", "sider", "clintox")
+#: DeepChem's file name of each MoleculeNet classification set (what its loaders read from data_dir).
+MOLNET_FILES = {"tox21": "tox21.csv.gz", "toxcast": "toxcast_data.csv.gz", "sider": "sider.csv.gz",
+                "clintox": "clintox.csv.gz", "bbbp": "BBBP.csv", "hiv": "HIV.csv", "bace": "bace.csv",
+                "muv": "muv.csv.gz"}
+
+
+def molnet_data_files(params: dict[str, Any]) -> dict[str, list[Path]]:
+    """Files an evaluator with these params reads, by data set (``"*"``: files not tied to one set):
+    a list parameter of MoleculeNet names (few-shot ``datasets``, zero-shot ``toxicity_sets``) means
+    ``data_dir/<DeepChem file name>`` (DeepChem's download directory without ``data_dir``); any other
+    parameter naming an existing file (also inside nested mappings) counts too. What the MoleculeNet
+    evaluators return from :meth:`~cgc_framework.plugin.contracts.Evaluator.data_files`."""
+    from cgc_framework.plugin.provenance import files_named_by
+
+    files: dict[str, list[Path]] = {}
+    molnet_keys = [k for k, v in params.items() if isinstance(v, list) and v
+                   and all(isinstance(d, str) and d in MOLNET_FILES for d in v)]
+    sets = list(dict.fromkeys(d for k in molnet_keys for d in params[k]))
+    if sets:
+        data_dir = params.get("data_dir")
+        if data_dir is None:
+            from deepchem.utils.data_utils import get_data_dir
+
+            data_dir = get_data_dir()
+        for d in sets:
+            f = Path(data_dir) / MOLNET_FILES[d]
+            files[d] = [f.resolve()] if f.is_file() else []
+    other = [f for k, v in params.items() if k != "data_dir" and k not in molnet_keys for f in files_named_by(v)]
+    if other:
+        files["*"] = sorted(set(other))
+    return files
 
 
 @dataclass

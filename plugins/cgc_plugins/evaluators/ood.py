@@ -24,7 +24,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from cgc_framework.contracts import EvaluationContext, EvaluationResult, Evaluator
+from cgc_framework.plugin import EvaluationContext, EvaluationResult, Evaluator
 
 from .causal_consistency import counterfactual, leakage_sentence, response_train_table
 from .common import inchikey14
@@ -126,7 +126,7 @@ class OODResponse(Evaluator):
 
 
 def _skips():
-    from cgc_framework.records import SkipLog
+    from cgc_framework.plugin.records import SkipLog
 
     return SkipLog()
 

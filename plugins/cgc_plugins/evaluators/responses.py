@@ -1,18 +1,19 @@
 """Response prediction helpers shared by the causal, OOD and zero-shot evaluators.
 
 A *response* is the change of a well's cell graph from its control state to its treated state,
-``treated - control``, in the cell builder's slot space: for ``cellprofiler_profile`` graphs, one
-column per (node, slot) whose ``present`` flag is 1 (e.g. ``channel:Cells/Mito:Intensity_MeanIntensity``),
-in robust z units vs the plate's DMSO wells. Predictions come from the run's causal head
-(:meth:`cgc_plugins.tasks.causal.CausalIntervention.predict`), which maps the control-state graph and
-the intervention (compound, dose) to predicted treated features.
+``treated - control``, in the cell builder's value slots (:mod:`cgc_framework.plugin.slots`): for
+``cellprofiler_profile`` graphs, one column per (node, slot) measured in the well, named as
+CellProfiler names features (e.g. ``Cells_Intensity_MeanIntensity_Mito``), in robust z units vs the
+plate's DMSO wells. Predictions come from the run's response-predicting head
+(:func:`cgc_framework.plugin.response_head`, the causal task), which maps the control-state graph
+and the intervention (compound, dose) to predicted treated features.
 
 Main entry points:
 
 * :func:`dataset_records` — re-create the run's dataset with other ``include_splits`` (or any
   dataset by name/params);
 * :func:`build_experiment_graphs` — records -> experiment graphs through the run's own builders
-  and edge sources (``cgc_framework.featurize.build_graphs``), rejected records listed;
+  and edge sources (:meth:`cgc_framework.plugin.Plan.build_graphs`), rejected records listed;
 * :func:`response_table` — graphs (+ optional predictions) -> :class:`ResponseTable`
   (``[N, K]`` control / treated / predicted matrices with named columns);
 * :func:`predict_treated` — the causal head's predictions per graph;
@@ -22,9 +23,8 @@ Main entry points:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,11 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 
-from cgc_framework.contracts import Dataset, EvaluationContext
-from cgc_framework.errors import DataError
-from cgc_framework.featurize import build_graphs
-from cgc_framework.metrics import regression_metrics
-from cgc_framework.records import Record, SkipLog
+from cgc_framework.plugin import DataError, Dataset, EvaluationContext, Record, SkipLog, response_head, value_slots
+from cgc_framework.plugin.metrics import regression_metrics
 
 from .common import dataset_with_splits
 
@@ -80,14 +77,6 @@ def run_split_info(ctx: EvaluationContext) -> tuple[str, list[str]]:
             list(getattr(p, "include_splits", ["train", "val", "test"])))
 
 
-class _ListDataset(Dataset):
-    def __init__(self, records: Iterable[Record]):
-        self._records = list(records)
-
-    def records(self, skips: SkipLog) -> Iterator[Record]:
-        yield from self._records
-
-
 def build_experiment_graphs(ctx: EvaluationContext, records: list[Record]) -> tuple[list[HeteroData], list[Record], SkipLog]:
     """Experiment graphs of ``records`` built exactly as pretraining built them (the plan's
     builders, edge sources, cache and schema). Returns ``(graphs, kept records, skips)``; records a
@@ -99,11 +88,8 @@ def build_experiment_graphs(ctx: EvaluationContext, records: list[Record]) -> tu
     keys = [_record_key(r) for r in records]
     todo = [r for r, k in zip(records, keys) if k not in cache]
     if todo:
-        plan = dataclasses.replace(ctx.plan, dataset=_ListDataset(todo),
-                                   config=ctx.plan.config.model_copy(deep=True))
-        plan.config.data.max_records = None
         try:
-            built = build_graphs(plan, progress=False, workers=0)
+            built = ctx.plan.build_graphs(todo)
             got = dict(zip(built.record_ids, built.graphs))
             rejected = {e.record_id: e for e in built.skips.entries}
         except DataError as exc:  # nothing usable
@@ -135,18 +121,9 @@ def _record_key(r: Record) -> str:
 # -- predictions -------------------------------------------------------------------------------
 
 def causal_task_key(model: torch.nn.Module, key: str | None = None) -> str:
-    """The key of the causal head in ``model.tasks``: ``key`` if given, else the only task with a
-    ``predict(batch, encoder)`` method."""
-    tasks = getattr(model, "tasks", {})
-    if key is not None:
-        if key not in tasks or not hasattr(tasks[key], "predict"):
-            raise ValueError(f"task '{key}' is not a causal head with predict() (tasks: {', '.join(tasks)})")
-        return key
-    found = [k for k, t in tasks.items() if hasattr(t, "predict")]
-    if len(found) != 1:
-        raise ValueError("the checkpoint needs exactly one task with predict() (the causal head); found "
-                         f"{found or 'none'} among {', '.join(tasks) or 'no tasks'}: set the evaluator's `task`")
-    return found[0]
+    """The key of the response-predicting (causal) head in ``model.tasks`` (``key`` if given);
+    ``ValueError`` naming the tasks otherwise (:func:`cgc_framework.plugin.response_head`)."""
+    return response_head(model, key)[0]
 
 
 @torch.no_grad()
@@ -173,67 +150,20 @@ def predict_treated(model: torch.nn.Module, task_key: str, graphs: list[HeteroDa
 
 # -- slot space --------------------------------------------------------------------------------
 
-def _node_names(node_type: str, x_cat: np.ndarray) -> list[str]:
-    """Readable names of a graph's cell nodes (``Cells``, ``Cells/Mito``); generic types: the
-    categorical codes, with a running index for repeats."""
-    from cgc_plugins.cells.feature_names import CHANNELS, COMPARTMENTS
-
-    def vocab(v: tuple[str, ...], i: int) -> str:
-        return v[i] if 0 <= i < len(v) else "other"
-
-    if node_type == "compartment" and x_cat.shape[1] >= 1:
-        names = [vocab(COMPARTMENTS, int(r[0])) for r in x_cat]
-    elif node_type == "channel" and x_cat.shape[1] >= 2:
-        names = [f"{vocab(COMPARTMENTS, int(r[1]))}/{vocab(CHANNELS, int(r[0]))}" for r in x_cat]
-    else:
-        names = ["-".join(str(int(v)) for v in r) or "node" for r in x_cat]
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:  # repeated names (objects of one class) get #k
-        k = seen.get(n, 0)
-        seen[n] = k + 1
-        out.append(n if k == 0 else f"{n}#{k}")
-    return out
-
-
-def _slot_layout(schema: Any, node_type: str) -> tuple[slice, slice | None, list[str]]:
-    """``(value columns, present-flag columns or None, slot names)`` of a node type's ``x``."""
-    spec = schema.node_types[node_type]
-    sl = spec.continuous_slices()
-    names: list[str] = []
-    if "slots" in sl:
-        vals, pres = sl["slots"], sl.get("present")
-        width = vals.stop - vals.start
-        from cgc_plugins.cells.feature_names import CHANNEL_SLOTS, COMPARTMENT_SLOTS
-
-        for cand in (COMPARTMENT_SLOTS, CHANNEL_SLOTS):
-            if len(cand) == width:
-                names = list(cand)
-        return vals, pres, names or [str(i) for i in range(width)]
-    return slice(0, spec.continuous_dim), None, [str(i) for i in range(spec.continuous_dim)]
-
-
 def _flatten(schema: Any, graph: HeteroData, cell_types: list[str], arrays: dict[str, np.ndarray] | None,
              attr: str) -> dict[str, float]:
-    """``{column: value}`` of one graph's cell nodes; ``attr`` ``x``/``y`` (or ``arrays`` when given).
-    Only slots whose present flag is 1 in both ``x`` and ``y`` are listed."""
+    """``{value name: value}`` of one graph's cell-state nodes (:func:`cgc_framework.plugin.value_slots`
+    names them); ``attr`` ``x``/``y`` (or ``arrays`` when given). Only slots measured in both ``x``
+    and ``y`` are listed."""
     out: dict[str, float] = {}
-    for t in cell_types:
-        if t not in graph.node_types or graph[t].num_nodes == 0:
-            continue
-        store = graph[t]
-        vals, pres, slot_names = _slot_layout(schema, t)
-        x = store.x.cpu().numpy()
-        y = store.y.cpu().numpy() if store.get("y") is not None else x
-        src = arrays[t] if arrays is not None else (x if attr == "x" else y)
-        keep = np.ones((x.shape[0], vals.stop - vals.start), dtype=bool)
-        if pres is not None:
-            keep = (x[:, pres] > 0.5) & (y[:, pres] > 0.5)
-        v = src[:, vals]
-        names = _node_names(t, store.x_cat.cpu().numpy())
-        for i, node in enumerate(names):
-            for j in np.flatnonzero(keep[i]):
-                out[f"{t}:{node}:{slot_names[j]}"] = float(v[i, j])
+    for slots in value_slots(schema, graph, cell_types, measured_in=("x", "y")):
+        store = graph[slots.node_type]
+        if arrays is not None:
+            src = arrays[slots.node_type]
+        else:
+            values = store.x if attr == "x" or store.get("y") is None else store.y
+            src = values.cpu().numpy()
+        out.update(zip(slots.name, map(float, slots.take(src))))
     return out
 
 
@@ -243,7 +173,7 @@ class ResponseTable:
 
     Attributes:
         meta: one row per well (``record_id`` and :data:`META_FIELDS`).
-        columns: ``K`` slot column names ``<node type>:<node>:<slot>``.
+        columns: ``K`` value names (:mod:`cgc_framework.plugin.slots`, e.g. ``Cells_AreaShape_Area``).
         control: float ``[N, K]`` control state (NaN: slot not measured in this well).
         treated: float ``[N, K]`` measured treated state.
         predicted: float ``[N, K]`` predicted treated state, or ``None``.
@@ -286,10 +216,8 @@ def response_table(ctx: EvaluationContext, graphs: list[HeteroData], records: li
                    predictions: list[dict[str, np.ndarray]] | None = None,
                    cell_types: list[str] | None = None, skips: SkipLog | None = None) -> ResponseTable:
     """Stack wells into a :class:`ResponseTable` (columns: union over wells, NaN where absent)."""
-    from cgc_plugins.tasks.roles import CELL_NODE_TYPES
-
     schema = ctx.plan.schema
-    types = cell_types or [t for t in CELL_NODE_TYPES if t in schema.node_types]
+    types = cell_types or list(schema.roles.cell_state)
     xs = [_flatten(schema, g, types, None, "x") for g in graphs]
     ys = [_flatten(schema, g, types, None, "y") for g in graphs]
     ps = None if predictions is None else [_flatten(schema, g, types, p, "p") for g, p in zip(graphs, predictions)]

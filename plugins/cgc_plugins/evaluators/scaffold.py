@@ -2,7 +2,7 @@
 
 For each MoleculeNet classification set (DeepChem scaffold split 80/10/10):
 
-- ``linear_probe``: frozen molecule-level embeddings (:mod:`cgc_framework.embeddings`) of the
+- ``linear_probe``: frozen molecule-level embeddings (:mod:`cgc_framework.engine.pretrained`) of the
   pretrained (and the untrained) encoder + logistic regression per task on the whole training split;
 - ``finetune``: the encoder plus a linear head on the mean atom embedding ++ the compound-node
   embedding, trained end to end on all tasks (masked binary
@@ -19,6 +19,7 @@ pretraining about 74 (averages over the eight sets, 10 seeds, 100 fine-tuning ep
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -32,14 +33,20 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 
-from cgc_framework.config import ExistingPath
-from cgc_framework.contracts import EvaluationContext, EvaluationResult, Evaluator, HeldOutMolecules
-from cgc_framework.graph import readout
-from cgc_framework.metrics import multitask_classification_metrics
+from cgc_framework.plugin import (
+    Encoder,
+    EvaluationContext,
+    EvaluationResult,
+    Evaluator,
+    ExistingPath,
+    HeldOutMolecules,
+    Roles,
+)
+from cgc_framework.plugin.metrics import multitask_classification_metrics
 
-from .common import guard_note, leakage_rows, pretrained_from_context, pretraining_inchikeys
+from .common import guard_note, leakage_rows, pretraining_inchikeys
 from .fewshot import scaffold_held_out
-from .molnet import CLASSIFICATION_SETS, Split, load_molnet
+from .molnet import CLASSIFICATION_SETS, Split, load_molnet, molnet_data_files
 
 LITERATURE = {"Hu et al. 2020, GIN without pretraining": 67.0,
               "Hu et al. 2020, best 2D pretraining (about)": 74.0}
@@ -75,20 +82,22 @@ def _probe(x_tr: np.ndarray, tr: Split, x_te: np.ndarray, te: Split, tasks: list
     return _auroc(te.y, scores, te.present, tasks)
 
 
-def molecule_vector(z: dict[str, Tensor], batch: HeteroData) -> Tensor:
-    """The fine-tuning head's input ``[B, 2 * hidden_dim]``: mean atom embedding ++ compound-node
-    embedding per graph (with gradients; frozen embeddings come from :mod:`cgc_framework.embeddings`)."""
-    return torch.cat([readout(z["atom"], batch, "atom"), readout(z["compound"], batch, "compound")], 1)
+def molecule_vector(encoder: Encoder, z: dict[str, Tensor], batch: HeteroData, roles: Roles) -> Tensor:
+    """The fine-tuning head's input ``[B, 2 * hidden_dim]``: the encoder's readout of the molecule
+    parts (atoms) ++ of the molecule node per graph (with gradients; frozen embeddings come from
+    :class:`~cgc_framework.plugin.Pretrained`)."""
+    return torch.cat([encoder.readout(z, batch, roles.molecule_part), encoder.readout(z, batch, roles.molecule)], 1)
 
 
 class _Classifier(torch.nn.Module):
-    def __init__(self, encoder: torch.nn.Module, num_tasks: int):
+    def __init__(self, encoder: Encoder, num_tasks: int, roles: Roles):
         super().__init__()
         self.encoder = encoder
+        self.roles = roles
         self.head = torch.nn.Linear(2 * encoder.hidden_dim, num_tasks)
 
     def forward(self, batch):
-        return self.head(molecule_vector(self.encoder(batch), batch))
+        return self.head(molecule_vector(self.encoder, self.encoder(batch), batch, self.roles))
 
 
 def _attach(graphs, split: Split, ok: np.ndarray) -> list:
@@ -135,6 +144,9 @@ class ScaffoldBenchmark(Evaluator):
     def __init__(self, params: ScaffoldParams | None = None):
         self.params = params or ScaffoldParams()
 
+    def data_files(self) -> dict[str, list[Path]]:
+        return molnet_data_files(self.params.model_dump())
+
     def held_out_molecules(self, plan) -> HeldOutMolecules:
         return scaffold_held_out(self.params.datasets, self.params.data_dir)
 
@@ -142,11 +154,11 @@ class ScaffoldBenchmark(Evaluator):
         p = self.params
         rows, leakage = [], []
         seen = pretraining_inchikeys(ctx.plan)
-        pretrained = pretrained_from_context(ctx)
-        untrained = pretrained_from_context(ctx, untrained=True)
+        pretrained = ctx.pretrained()
+        untrained = ctx.pretrained(untrained=True)
 
         def fresh_encoder() -> torch.nn.Module:
-            return copy.deepcopy(pretrained_from_context(ctx, untrained=True).model.encoder)
+            return copy.deepcopy(ctx.pretrained(untrained=True).model.encoder)
 
         with torch.enable_grad():
             for name in p.datasets:
@@ -178,7 +190,7 @@ class ScaffoldBenchmark(Evaluator):
                               for s in ("train", "valid", "test")}
                     for init in p.finetune_init:
                         enc = copy.deepcopy(ctx.model.encoder) if init == "pretrained" else fresh_encoder()
-                        model = _Classifier(enc, len(ds.tasks)).to(ctx.device)
+                        model = _Classifier(enc, len(ds.tasks), ctx.plan.roles).to(ctx.device)
                         test_auc, valid_auc, epoch = _finetune(model, graphs["train"], graphs["valid"],
                                                                graphs["test"], p, ctx.seed, ctx.device, ds.tasks)
                         rows.append({**base, "protocol": "finetune", "init": init, "test_auroc": test_auc,

@@ -5,7 +5,7 @@ is re-created from the plan with ``include_splits: [test]``; with ``split: {by: 
 compounds are unseen by pretraining (which uses ``include_splits: [train, val]``, and the leakage
 guard drops them otherwise). Every held-out well is built into its experiment graph exactly as in
 pretraining. Each compound is embedded at the molecule level and each well's profile at the cell
-level, treated state (:mod:`cgc_framework.embeddings`); scores are cosine similarities, in two
+level, treated state (:mod:`cgc_framework.engine.pretrained`); scores are cosine similarities, in two
 spaces: ``contrast`` (through the contrast task's projection heads, the space the InfoNCE loss
 aligns; only when the run has a ``contrast`` task) and ``encoder`` (the raw ``hidden_dim``
 embeddings). ``molecule_to_profile``: for each compound, is one of its own wells among the top k
@@ -19,7 +19,7 @@ against the query (a negative scoring equal to the best positive ranks above it)
 dataset (all splits; the held-out ones flagged), the causal head predicts the treated state of the
 compound's plate control state at the highest dose in the data, ``D``; the score is the L2 norm
 of the predicted change over every cell node and feature, ``||y^ - x||_2`` (robust-z units of the
-profile features). Scored by AUROC/AUPRC (scikit-learn, :mod:`cgc_framework.metrics`) against the
+profile features). Scored by AUROC/AUPRC (scikit-learn, :mod:`cgc_framework.plugin.metrics`) against the
 toxicity labels of the compounds found, by InChIKey connectivity block, in MoleculeNet Tox21 /
 ClinTox (``CT_TOX``) / SIDER / ToxCast (DeepChem loaders, all splits), per task; tasks with fewer
 than ``min_labelled`` matched compounds or one class are listed, not scored. Beside: the untrained
@@ -35,6 +35,7 @@ compounds the pretraining corpus contained).
 from __future__ import annotations
 
 from math import comb
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -48,15 +49,22 @@ from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 from torch_geometric.utils import scatter
 
-from cgc_framework.config import ExistingPath
-from cgc_framework.contracts import EvaluationContext, EvaluationResult, Evaluator, HeldOutMolecules
-from cgc_framework.embeddings import CELL_NODE_TYPES, Pretrained
-from cgc_framework.metrics import SingleClassError, classification_metrics
-from cgc_framework.records import Record, SkipLog
+from cgc_framework.plugin import (
+    EvaluationContext,
+    EvaluationResult,
+    Evaluator,
+    ExistingPath,
+    HeldOutMolecules,
+    Pretrained,
+    Record,
+    SkipLog,
+)
+from cgc_framework.plugin.metrics import SingleClassError, classification_metrics
+from cgc_framework.plugin.roles import CELL_STATE
 
-from .common import dataset_with_splits, guard_note, held_out, inchikey14, pretrained_from_context, pretraining_inchikeys
-from .molnet import TOXICITY_SETS, load_molnet
-from .responses import build_experiment_graphs, predict_treated
+from .common import dataset_with_splits, guard_note, held_out, inchikey14, pretraining_inchikeys
+from .molnet import TOXICITY_SETS, load_molnet, molnet_data_files
+from .responses import build_experiment_graphs, causal_task_key, predict_treated
 
 NON_TOXICITY_TASKS = frozenset({"FDA_APPROVED"})  # ClinTox: approval is not a toxicity label
 SCORES = ("predicted_magnitude", "untrained_predicted_magnitude", "measured_magnitude", "logp", "mol_weight")
@@ -127,7 +135,7 @@ def _task_key(plan: Any, name: str) -> str | None:
 
 
 def _cell_types(pre: Pretrained) -> list[str]:
-    return [t for t in CELL_NODE_TYPES if t in pre.schema.node_types]
+    return list(pre.schema.roles.cell_state)
 
 
 def _per_graph_sq(values: dict[str, Tensor], batch: HeteroData) -> Tensor:
@@ -174,6 +182,9 @@ class ZeroShotEvaluator(Evaluator):
     def __init__(self, params: ZeroShotParams | None = None):
         self.params = params or ZeroShotParams()
 
+    def data_files(self) -> dict[str, list[Path]]:
+        return molnet_data_files(self.params.model_dump())
+
     def held_out_molecules(self, plan: Any) -> HeldOutMolecules | None:
         """The compounds of the dataset's test split, when it is split by compound and pretraining
         would otherwise read them (``test`` in ``include_splits``); else none (the split holds them out)."""
@@ -189,8 +200,8 @@ class ZeroShotEvaluator(Evaluator):
         p = self.params
         notes: list[str] = []
         tables: dict[str, pd.DataFrame] = {}
-        pre = pretrained_from_context(ctx)
-        untrained = pretrained_from_context(ctx, untrained=True)
+        pre = ctx.pretrained()
+        untrained = ctx.pretrained(untrained=True)
         seen = pretraining_inchikeys(ctx.plan)
         text = []
         if p.retrieval:
@@ -280,15 +291,18 @@ class ZeroShotEvaluator(Evaluator):
 
     def _toxicity(self, ctx: EvaluationContext, pre: Pretrained, untrained: Pretrained):
         p, plan = self.params, ctx.plan
-        causal_key = _task_key(plan, "causal")
-        if causal_key is None:
+        try:
+            causal_key = causal_task_key(ctx.model)
+        except ValueError:
             return None, None, [], "Response-magnitude toxicity score skipped: the run has no causal task."
         try:
             records = list(dataset_with_splits(plan, ["train", "val", "test"]).records(SkipLog()))
         except ValueError as exc:
             return None, None, [], f"Response-magnitude toxicity score skipped: {exc}."
         doses = [r.fields.get("dose_um") for r in records if r.fields.get("dose_um") is not None]
-        if not doses or not any(r.fields.get("cell_profile") is not None for r in records):
+        cells = plan.modality_with_role(CELL_STATE)
+        field = cells.modality.record_field if cells is not None else None
+        if not doses or field is None or not any(r.fields.get(field) is not None for r in records):
             return None, None, [], "Response-magnitude toxicity score skipped: the records carry no dose or profile."
         top = float(max(doses))
         by_comp: dict[str, list[Record]] = {}

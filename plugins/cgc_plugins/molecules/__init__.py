@@ -1,7 +1,6 @@
 """Molecule modality plugin: the ``molecule`` modality and the ``rdkit_molecule`` builder."""
 
-from cgc_framework import hookimpl
-from cgc_framework.contracts import Modality
+from cgc_framework.plugin import Modality, hookimpl
 
 from .rdkit_builder import RDKitMoleculeBuilder, RDKitMoleculeParams
 

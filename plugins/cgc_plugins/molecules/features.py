@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from rdkit import Chem
 
-from cgc_framework.graph import EdgeTypeSpec, FeatureSpec, GraphSchema, NodeTypeSpec
+from cgc_framework.plugin import EdgeTypeSpec, FeatureSpec, GraphSchema, NodeTypeSpec
+from cgc_framework.plugin.roles import MOLECULE, MOLECULE_PART
 
 HYB = Chem.rdchem.HybridizationType
 BT = Chem.rdchem.BondType
@@ -83,7 +84,7 @@ def molecule_schema(with_distance: bool = False) -> GraphSchema:
     atom = NodeTypeSpec(
         tuple(FeatureSpec.categorical(n, len(v) + 1, ATOM_DESCRIPTIONS[n]) for n, v in ATOM_VOCAB.items())
         + (FeatureSpec.continuous("mass", unit="100 Da", description="atomic mass / 100"),),
-        name="atom", description="heavy atoms of the compound (RDKit)")
+        name="atom", description="heavy atoms of the compound (RDKit)", role=MOLECULE_PART)
     distance = ((FeatureSpec.continuous("distance", unit="angstrom",
                                         description="bond length in the ETKDG conformer"),)
                 if with_distance else ())
@@ -91,7 +92,7 @@ def molecule_schema(with_distance: bool = False) -> GraphSchema:
         tuple(FeatureSpec.categorical(n, len(v) + 1, BOND_DESCRIPTIONS[n]) for n, v in BOND_VOCAB.items())
         + distance,
         src="atom", rel="bond", dst="atom", description="covalent bonds, both directions")
-    compound = NodeTypeSpec((), name="compound",
+    compound = NodeTypeSpec((), name="compound", role=MOLECULE,
                             description="one node per molecule; no input features of its own")
     membership = [EdgeTypeSpec((), src="atom", rel="in", dst="compound", description="atom of the molecule"),
                   EdgeTypeSpec((), src="compound", rel="has", dst="atom", description="reverse of atom-in")]

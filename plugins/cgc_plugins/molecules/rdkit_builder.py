@@ -15,9 +15,7 @@ from rdkit.Chem import AllChem
 from rdkit.Chem.MolStandardize import rdMolStandardize
 from torch_geometric.data import HeteroData
 
-from cgc_framework.contracts import GraphBuilder
-from cgc_framework.graph import GraphSchema, hetero_data
-from cgc_framework.records import RecordError
+from cgc_framework.plugin import GraphBuilder, GraphSchema, RecordError, hetero_data
 
 from .features import ATOM_MASS_SCALE, ATOM_VOCAB, BOND_VOCAB, byte_tables, encode, molecule_schema
 from .rdkit_pickle import ATOM_FIELDS, BOND_FIELDS, Fields, api_fields, decode, fast_decode_enabled

@@ -1,8 +1,7 @@
 """Protein modality plugin: the ``protein`` modality (record field ``structure_path``) and the
 ``biopython_protein`` builder (PDB / mmCIF / AlphaFold DB files -> residue graph)."""
 
-from cgc_framework import hookimpl
-from cgc_framework.contracts import Modality
+from cgc_framework.plugin import Modality, hookimpl
 
 from .builder import BiopythonProteinBuilder, BiopythonProteinParams
 

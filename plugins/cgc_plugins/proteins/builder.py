@@ -13,10 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial import cKDTree
 from torch_geometric.data import HeteroData
 
-from cgc_framework.config import ExistingPath
-from cgc_framework.contracts import GraphBuilder
-from cgc_framework.graph import GraphSchema
-from cgc_framework.records import RecordError
+from cgc_framework.plugin import ExistingPath, GraphBuilder, GraphSchema, RecordError
 
 from .residue_features import HALOGENS, LIGAND_ELEMENTS, PHYSCHEM_TABLE, SS_UNKNOWN, protein_schema
 from .secondary_structure import dssp_available, dssp_states, geometry_states

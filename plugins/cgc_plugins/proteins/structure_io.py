@@ -3,7 +3,7 @@
 Only amino-acid residues from ATOM records (Biopython hetero flag ``' '``) become residues;
 HETATM groups (ligands, ions, modified residues) and waters are excluded. Of alternate locations
 Biopython keeps one per atom (the highest occupancy); insertion codes make distinct residues.
-Every problem with a file raises :class:`~cgc_framework.records.RecordError` naming the file
+Every problem with a file raises :class:`~cgc_framework.plugin.records.RecordError` naming the file
 (and the line, where Biopython's parser gives one).
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 from Bio.PDB import FastMMCIFParser, PDBParser
 from Bio.PDB.PDBExceptions import PDBConstructionException, PDBConstructionWarning
 
-from cgc_framework.records import RecordError
+from cgc_framework.plugin import RecordError
 
 from .residue_features import AA_INDEX, OTHER_AA
 

@@ -1,6 +1,6 @@
 """Pretraining-task plugin: self-supervised objectives (proposal §2.2)."""
 
-from cgc_framework import hookimpl
+from cgc_framework.plugin import hookimpl
 
 from .causal import CausalIntervention, CausalParams
 from .contrast import ContrastParams, CrossModalContrast

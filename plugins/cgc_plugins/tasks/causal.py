@@ -7,10 +7,10 @@ For each cell node ``i`` (control state ``x_i``, treated state ``y_i``, of graph
     y_i^  = x_i + f_causal^{tau(i)}([ z_i || z_I(g(i)) ])   (a per-node-type head predicting the change)
     L     = mean over cell node types of MSE(y_i^, y_i)
 
-``G_control`` is the batch with the co-occurrence edges dropped (``drop_cooccurrence``, default), so
-``z_i`` is the pre-intervention state alone and everything about the intervention enters through
-``z_I``; ``y`` is never encoded. ``z_m`` is the mean readout of the molecule node types in the same
-forward pass.
+``G_control`` is the batch with the treatment edges dropped (``drop_cooccurrence``, default; the
+control view of :mod:`cgc_framework.plugin.roles`), so ``z_i`` is the pre-intervention state alone
+and everything about the intervention enters through ``z_I``; ``y`` is never encoded. ``z_m`` is the
+encoder's readout of the molecule node types in the same forward pass.
 
 Dose encoding: learned vectors ``E_k`` at anchor doses ``d_k`` (``dose_anchors_um``, log10-spaced
 by default like the LINCS/JUMP dose series); a dose between two anchors gets the linear
@@ -29,10 +29,10 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
-from cgc_framework.contracts import Encoder, PretrainingTask, TaskOutput
-from cgc_framework.graph import GraphSchema
+from cgc_framework.plugin import Encoder, GraphSchema, ResponsePredictor, TaskOutput
+from cgc_framework.plugin.roles import control_view, require_treated
 
-from .roles import RoleParams, drop_edge_types, mean_readout, require_treated, resolve_roles
+from .roles import RoleParams, resolve_roles
 
 DEFAULT_DOSES_UM = [0.04, 0.12, 0.37, 1.11, 3.33, 10.0, 20.0]
 
@@ -73,12 +73,13 @@ class InterpolatedDoseEncoding(nn.Module):
         return (1 - w) * self.anchors[k] + w * self.anchors[k + 1]
 
 
-class CausalIntervention(PretrainingTask):
+class CausalIntervention(ResponsePredictor):
     """Registered as ``causal``; see the module docstring."""
 
     def __init__(self, params: CausalParams | None, schema: GraphSchema, hidden_dim: int):
         super().__init__()
         self.params = p = params or CausalParams()
+        self.dose_attr = p.dose_attr
         self.molecule_types, self.cell_types, self.cooccurrence = resolve_roles(p, schema, "causal")
         self.dose = InterpolatedDoseEncoding(p.dose_anchors_um, p.dose_dim)
         self.intervention = nn.Sequential(nn.Linear(hidden_dim + p.dose_dim, hidden_dim), nn.ReLU(),
@@ -88,20 +89,20 @@ class CausalIntervention(PretrainingTask):
                              nn.Linear(hidden_dim, schema.node_types[t].continuous_dim))
             for t in self.cell_types})
 
-    def intervention_embedding(self, z: dict[str, Tensor], batch: HeteroData) -> Tensor:
+    def intervention_embedding(self, z: dict[str, Tensor], batch: HeteroData, encoder: Encoder) -> Tensor:
         """``z_I``: ``[num_graphs, hidden_dim]`` from the molecule readout and the dose."""
         dose = batch.get(self.params.dose_attr)
         if dose is None:
             raise ValueError(f"causal: the batch has no graph attribute '{self.params.dose_attr}' "
                              f"(dose in uM per experiment graph)")
-        zm = mean_readout(z, batch, self.molecule_types)  # [B, D]
+        zm = encoder.readout(z, batch, self.molecule_types)  # [B, D]
         return self.intervention(torch.cat([zm, self.dose(dose.view(-1).to(zm.dtype))], dim=-1))
 
     def predict(self, batch: HeteroData, encoder: Encoder) -> dict[str, Tensor]:
         """Predicted treated features ``{cell type: [N_t, x_dim]}`` (no ``y`` needed)."""
-        view = drop_edge_types(batch, self.cooccurrence) if self.params.drop_cooccurrence else batch
+        view = control_view(batch, self.cooccurrence) if self.params.drop_cooccurrence else batch
         z = encoder(view)
-        z_int = self.intervention_embedding(z, view)  # [B, D]
+        z_int = self.intervention_embedding(z, view, encoder)  # [B, D]
         out = {}
         for t in self.cell_types:
             store = batch[t]

@@ -2,12 +2,14 @@
 
 The view this loss encodes (the *leak-free view*):
 
-- every co-occurrence edge type (both directions; by default every edge type with exactly one end
-  in a cell node type) is emptied, so no message path joins a compound to the profile it produced;
-- the cell node types carry their **treated** features ``y`` in place of ``x`` (the profile).
+- every treatment edge type (both directions; by default the schema's treatment edges, see
+  :mod:`cgc_framework.plugin.roles`) is emptied, so no message path joins a compound to the profile
+  it produced;
+- the cell-state node types carry their **treated** features ``y`` in place of ``x`` (the profile)
+  (:func:`cgc_framework.plugin.roles.treated_view`).
 
-Then ``z_m`` = mean readout of the molecule node types, ``z_c`` = mean readout of the cell node types,
-each through its own projection head, L2-normalised. With ``s_ij = cos(z_m_i, z_c_j) / tau``::
+Then ``z_m`` = the encoder's readout of the molecule node types, ``z_c`` = its readout of the cell
+node types, each through its own projection head, L2-normalised. With ``s_ij = cos(z_m_i, z_c_j) / tau``::
 
     L = 1/2 [ CE(s, diag) over rows (molecule -> profiles) + CE(s^T, diag) over rows (profile -> molecules) ]
 
@@ -32,10 +34,10 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import scatter
 
-from cgc_framework.contracts import Encoder, PretrainingTask, TaskOutput
-from cgc_framework.graph import GraphSchema
+from cgc_framework.plugin import Encoder, GraphSchema, PretrainingTask, TaskOutput
+from cgc_framework.plugin.roles import treated_view
 
-from .roles import RoleParams, drop_edge_types, mean_readout, require_treated, resolve_roles
+from .roles import RoleParams, resolve_roles
 
 
 class ContrastParams(RoleParams):
@@ -76,20 +78,15 @@ class CrossModalContrast(PretrainingTask):
                                  if k[0] not in cell and k[2] not in cell and (s.continuous_dim or s.cardinalities)]
 
     def view(self, batch: HeteroData) -> HeteroData:
-        """The leak-free view: co-occurrence edges dropped, cell nodes carry ``y`` as ``x``."""
-        require_treated(batch, self.cell_types, "contrast")
-        view = drop_edge_types(batch, self.cooccurrence)
-        for t in self.cell_types:
-            if t in view.node_types and view[t].get("y") is not None:
-                view[t].x = view[t].y
-        return view
+        """The leak-free view: treatment edges dropped, cell nodes carry ``y`` as ``x``."""
+        return treated_view(batch, self.cell_types, self.cooccurrence, "contrast")
 
     def embed(self, batch: HeteroData, encoder: Encoder) -> tuple[Tensor, Tensor]:
         """L2-normalised ``(z_m, z_c)``, each ``[num_graphs, projection_dim]``, from the leak-free view."""
         view = self.view(batch)
         z = encoder(view)
-        zm = self.mol_proj(mean_readout(z, view, self.molecule_types))
-        zc = self.cell_proj(mean_readout(z, view, self.cell_types))
+        zm = self.mol_proj(encoder.readout(z, view, self.molecule_types))
+        zc = self.cell_proj(encoder.readout(z, view, self.cell_types))
         return F.normalize(zm, dim=-1), F.normalize(zc, dim=-1)
 
     def compound_ids(self, batch: HeteroData) -> Tensor:

@@ -26,9 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
-from cgc_framework.contracts import Encoder, PretrainingTask, TaskOutput
-from cgc_framework.embedding import edge_key, mask_index
-from cgc_framework.graph import EdgeType, GraphSchema
+from cgc_framework.plugin import EdgeType, Encoder, GraphSchema, PretrainingTask, TaskOutput, edge_key, mask_index
 
 
 class MaskedRecoveryParams(BaseModel):

@@ -1,7 +1,6 @@
 """The ``target_sequence`` modality: amino-acid sequences of a compound's target proteins."""
 
-from cgc_framework import hookimpl
-from cgc_framework.contracts import Modality
+from cgc_framework.plugin import Modality, hookimpl
 
 from .builder import FastaSequenceBuilder, FastaSequenceParams
 

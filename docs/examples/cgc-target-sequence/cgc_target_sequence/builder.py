@@ -15,10 +15,8 @@ from Bio import SeqIO
 from pydantic import BaseModel, ConfigDict, Field
 from torch_geometric.data import HeteroData
 
-from cgc_framework.config import ExistingPath
-from cgc_framework.contracts import GraphBuilder
-from cgc_framework.graph import EdgeTypeSpec, FeatureSpec, GraphSchema, NodeTypeSpec
-from cgc_framework.records import RecordError
+from cgc_framework.plugin import (EdgeTypeSpec, ExistingPath, FeatureSpec, GraphBuilder, GraphSchema,
+                                  NodeTypeSpec, RecordError)
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 _INDEX = {a: i for i, a in enumerate(AMINO_ACIDS)}  # anything else -> len(AMINO_ACIDS) ("other")

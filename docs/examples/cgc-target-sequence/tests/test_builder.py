@@ -1,7 +1,7 @@
 import pytest
 
-from cgc_framework.plugins import load_registry
-from cgc_framework.records import RecordError
+from cgc_framework.engine.registry import load_registry
+from cgc_framework.plugin import RecordError
 
 
 def builder():

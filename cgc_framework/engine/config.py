@@ -1,0 +1,284 @@
+"""The config schema: ``registry.yaml`` validated into typed objects before any work starts.
+
+Errors name the key path (``stages[1].weights.contrast``), the bad value and what is allowed;
+malformed YAML names the line and column. Component names and their ``params`` are checked
+against the installed plugins by :func:`cgc_framework.engine.compose.compose`, since only the plugins
+know their own parameter schemas.
+
+Paths inside component ``params`` (annotated :data:`ExistingPath`) are resolved against the
+directory holding the YAML file; ``run.output_dir`` is resolved against the working directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cgc_framework.plugin.errors import ConfigError
+
+
+class StrictModel(BaseModel):
+    """Base of every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentRef(StrictModel):
+    """``{name: <registered component>, params: {...}}``; params are validated by the component."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunSection(StrictModel):
+    name: str = Field("cgc", pattern=r"^[A-Za-z0-9._-]+$")
+    output_dir: Path = Path("runs")
+    seed: int = Field(0, ge=0)
+
+
+class DataSection(StrictModel):
+    dataset: ComponentRef
+    max_records: int | None = Field(None, gt=0, description="use only the first N records")
+    cache_dir: Path | None = Field(None, description="featurization cache folder (else env CGC_FEATURE_CACHE; "
+                                                     "neither: no cache); relative to the working directory")
+    featurize_workers: int = Field(0, ge=0, description="processes that build graphs in parallel; 0 = in-process")
+    exclude_evaluation_test_molecules: bool = Field(
+        True, description="leakage guard: leave out of pretraining every record whose molecule an evaluation "
+                          "in `evaluations:` scores as unseen (e.g. its scaffold test split); each is "
+                          "counted and listed with the reason")
+
+
+class ModalityRef(StrictModel):
+    builder: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    required: bool = Field(
+        True, description="false: a record whose value is missing or rejected keeps its other "
+                          "subgraphs; each omission is counted and listed in the run summary")
+
+
+class GraphSection(StrictModel):
+    modalities: dict[str, ModalityRef] = Field(min_length=1)
+    edge_sources: dict[str, ComponentRef] = Field(default_factory=dict)
+
+
+class ModelSection(StrictModel):
+    encoder: ComponentRef
+
+
+class StageConfig(StrictModel):
+    name: str
+    epochs: int = Field(gt=0)
+    weights: dict[str, float] = Field(min_length=1, description="task key -> loss weight (lambda)")
+
+    @model_validator(mode="after")
+    def _non_negative(self) -> StageConfig:
+        for task, w in self.weights.items():
+            if not w >= 0:
+                raise ValueError(f"weight of task '{task}' must be >= 0, got {w}")
+        return self
+
+
+class OptimizerSection(StrictModel):
+    name: Literal["adam"] = "adam"
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(256, gt=0, description="global batch: experiment graphs per step")
+    grad_accum_steps: int = Field(1, gt=0)
+    grad_clip_norm: float | None = Field(None, gt=0)
+
+
+class TrainerSection(StrictModel):
+    num_workers: int = Field(1, ge=0, description="Ray Train workers; 0 = in-process (no Ray cluster)")
+    use_gpu: bool = False
+    bf16: bool = Field(True, description="bfloat16 autocast on GPU workers (no effect on CPU)")
+    cpus_per_worker: float = Field(1.0, gt=0)
+    ray_address: str | None = None
+    progress: bool = True
+    checkpoint_every_steps: int | None = Field(
+        100, gt=0, description="also checkpoint every N optimizer steps (stage boundaries always)")
+    keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept (the newest)")
+    max_failures: int = Field(2, ge=0, description="worker failures Ray Train recovers from per run")
+
+
+class CGCConfig(StrictModel):
+    """The whole of ``registry.yaml``."""
+
+    run: RunSection = Field(default_factory=RunSection)
+    data: DataSection
+    graph: GraphSection
+    model: ModelSection
+    tasks: dict[str, ComponentRef] = Field(min_length=1)
+    stages: list[StageConfig] = Field(min_length=1)
+    optimizer: OptimizerSection = Field(default_factory=OptimizerSection)
+    trainer: TrainerSection = Field(default_factory=TrainerSection)
+    evaluations: dict[str, ComponentRef] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _stages_name_tasks(self) -> CGCConfig:
+        problems = []
+        for i, stage in enumerate(self.stages):
+            for task in stage.weights:
+                if task not in self.tasks:
+                    problems.append(f"stages[{i}].weights: unknown task key '{task}'. Allowed: "
+                                    f"{', '.join(self.tasks)} (the keys of `tasks:`)"
+                                    + _did_you_mean(task, list(self.tasks)))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects duplicate mapping keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key '{key}' (first defined on line {seen[key].start_mark.line + 1})",
+                mark)
+        seen[key] = key_node
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Parse a YAML mapping safely; syntax errors name ``file:line:column``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), [f"config file not found: {path}"])
+    text = path.read_text()
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no objects
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), [f"{where}: malformed YAML: {problem}"]) from None
+    if data is None:
+        raise ConfigError(str(path), ["the file is empty; see registry.yaml in the repository"])
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [f"the top level must be a mapping of sections, "
+                                      f"got {type(data).__name__}"])
+    return data
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data[a][b][0]...`` for ``key = "a.b.0..."`` (integers index lists), creating mappings."""
+    node: Any = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) and part.isdigit() else node.setdefault(part, {})
+    last = parts[-1]
+    if isinstance(node, list) and last.isdigit():
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides (values parsed as YAML) to a raw config mapping."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError("--set", [f"'{item}': expected KEY=VALUE, e.g. trainer.num_workers=2"])
+        key, raw = item.split("=", 1)
+        set_dotted(data, key, yaml.safe_load(raw))
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> CGCConfig:
+    """Read and validate ``registry.yaml`` (schema only; see :func:`compose` for components)."""
+    path = Path(path)
+    data = apply_overrides(read_yaml(path), overrides or [])
+    return validate_config(data, source=str(path))
+
+
+def validate_config(data: dict[str, Any], source: str = "<dict>") -> CGCConfig:
+    try:
+        return CGCConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, format_validation_error(exc, model=CGCConfig)) from None
+
+
+# -- error messages --------------------------------------------------------------------------
+
+
+def _did_you_mean(value: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(str(value), allowed, n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _format_loc(loc: tuple[Any, ...], prefix: str = "") -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _model_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that the location ``loc`` (inside ``model``) refers to."""
+    node: Any = model
+    for part in loc:
+        if node is None:
+            return None
+        node = _unwrap(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(part) if isinstance(part, str) else None
+            node = field.annotation if field is not None else None
+        elif get_origin(node) in (dict, list):
+            node = get_args(node)[-1] if get_args(node) else None
+        else:
+            return None
+    node = _unwrap(node)
+    return node if isinstance(node, type) and issubclass(node, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _unwrap(get_args(tp)[0])
+    if origin is Union or str(origin) == "<class 'types.UnionType'>":
+        args = [a for a in get_args(tp) if a is not type(None)]
+        return _unwrap(args[0]) if len(args) == 1 else tp
+    return tp
+
+
+def format_validation_error(exc: ValidationError, *, model: type[BaseModel] | None = None,
+                            prefix: str = "") -> list[str]:
+    """One line per problem: key path, bad value, what is allowed."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        where = _format_loc(loc, prefix)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            parent = _model_at(model, loc[:-1]) if model else None
+            allowed = list(parent.model_fields) if parent else []
+            hint = (f" Allowed keys: {', '.join(allowed)}." + _did_you_mean(str(loc[-1]), allowed)
+                    if allowed else "")
+            lines.append(f"{where}: unknown key '{loc[-1]}'.{hint}")
+        elif kind == "missing":
+            lines.append(f"{where}: required key is missing.")
+        else:
+            msg = err["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
+            if kind in ("model_type", "model_attributes_type", "dict_type"):
+                msg = "expected a mapping of keys"
+            lines.append(f"{where}: {msg}; got {err.get('input')!r}")
+    return lines

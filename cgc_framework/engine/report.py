@@ -1,0 +1,135 @@
+"""Run-directory outputs a person reads: the loss-curve plot and ``summary.md``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cgc_framework.engine.compose import Plan
+from cgc_framework.plugin.records import SkipLog
+
+MAX_SKIPS_LISTED = 50
+
+
+def plot_loss_curves(metrics: pd.DataFrame, path: Path) -> None:
+    """Total loss and every per-task loss against the optimizer step; stage boundaries dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    loss_cols = ["loss"] + sorted(c for c in metrics.columns if c.endswith("/loss"))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for col in loss_cols:
+        ax.plot(metrics["step"], metrics[col], label=col, lw=1.5 if col == "loss" else 1.0)
+    for _, first in metrics.groupby("stage_index")["step"].min().items():
+        if first > metrics["step"].min():
+            ax.axvline(first - 0.5, color="grey", ls="--", lw=0.8)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log" if (metrics[loss_cols] > 0).all().all() else "linear")
+    ax.set_title("pretraining loss (dashed: stage boundaries)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def stage_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per stage and loss column: steps, first-epoch mean, last-epoch mean, relative change."""
+    rows = []
+    loss_cols = ["loss"] + sorted(c for c in metrics.columns if c.endswith("/loss"))
+    for (si, stage), df in metrics.groupby(["stage_index", "stage"], sort=True):
+        first_ep, last_ep = df["epoch"].min(), df["epoch"].max()
+        for col in loss_cols:
+            if df[col].isna().all():
+                continue
+            a = df.loc[df["epoch"] == first_ep, col].mean()
+            b = df.loc[df["epoch"] == last_ep, col].mean()
+            rows.append({"stage": f"{si + 1}. {stage}", "loss": col, "steps": len(df),
+                         "first_epoch_mean": a, "last_epoch_mean": b,
+                         "change_pct": 100.0 * (b - a) / abs(a) if a else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def _md_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        cells = [format(v, floatfmt) if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, graphs_built: int,
+                  skips: SkipLog, omitted: SkipLog, metrics: pd.DataFrame, checkpoints: list[Path],
+                  wall_seconds: float, dataset_info: dict[str, Any],
+                  evaluation_markdown: list[str] | None = None) -> None:
+    cfg = plan.config
+    out = [f"# Run `{cfg.run.name}`", "",
+           f"- run directory: `{run_dir}`",
+           f"- config hash: `{plan.config_hash()}`, seed {cfg.run.seed}",
+           f"- wall time: {wall_seconds:.1f} s; trainer: {cfg.trainer.num_workers} Ray worker(s)"
+           f"{' (in-process)' if cfg.trainer.num_workers == 0 else ''}, "
+           f"{'GPU' if cfg.trainer.use_gpu else 'CPU'}",
+           "", "## Components", "",
+           _md_table(pd.DataFrame([{"kind": s.info.kind, "config key": s.key, "name": s.info.name,
+                                    "distribution": f"{s.info.distribution} {s.info.version}"}
+                                   for s in plan.components()])),
+           "", "## Data", ""]
+    for k, v in dataset_info.items():
+        out.append(f"- {k}: {v}")
+    for name, mp in plan.modalities.items():
+        describe = getattr(mp.builder, "describe", None)
+        if callable(describe):
+            out.append(f"- graph builder `{mp.builder_spec.info.name}` ({name}): "
+                       + ", ".join(f"{k}: {v}" for k, v in describe().items()))
+    for key, (spec, source) in plan.edge_sources.items():
+        describe = getattr(source, "describe", None)
+        if callable(describe):
+            out.append(f"- edge source `{spec.info.name}` ({key}): "
+                       + ", ".join(f"{k}: {v}" for k, v in describe().items()))
+    out += [f"- records read: {records_read}; experiment graphs built: {graphs_built}; "
+            f"records skipped: {len(skips)}", ""]
+    if len(skips):
+        counts = skips.counts()
+        out.append("Skipped records by component: "
+                   + ", ".join(f"{c}: {n}" for c, n in counts.most_common()) + ". "
+                   "All of them are listed in `skipped_records.csv`.")
+        out += ["", _md_table(pd.DataFrame([e.__dict__ for e in skips.entries[:MAX_SKIPS_LISTED]])), ""]
+        if len(skips) > MAX_SKIPS_LISTED:
+            out.append(f"... and {len(skips) - MAX_SKIPS_LISTED} more in `skipped_records.csv`.\n")
+    if len(omitted):
+        out.append(f"Optional subgraphs left out of kept records: {len(omitted)} ("
+                   + ", ".join(f"{c}: {n}" for c, n in omitted.counts().most_common())
+                   + "), listed in `omitted_subgraphs.csv`.\n")
+    out += ["## Graph schema", "",
+            _md_table(pd.DataFrame([{"type": t, "features": ", ".join(f.name for f in s.features),
+                                     "x dim": s.continuous_dim, "categorical": len(s.cardinalities)}
+                                    for t, s in plan.schema.node_types.items()]
+                                   + [{"type": "|".join(k), "features": ", ".join(f.name for f in s.features),
+                                       "x dim": s.continuous_dim, "categorical": len(s.cardinalities)}
+                                      for k, s in plan.schema.edge_types.items()])),
+            "", "## Stages and losses", "",
+            _md_table(pd.DataFrame([{"stage": f"{i + 1}. {s.name}", "epochs": s.epochs,
+                                     "weights": ", ".join(f"{k}={w:g}" for k, w in s.weights.items())}
+                                    for i, s in enumerate(cfg.stages)])),
+            "", "Mean loss in the first and last epoch of each stage:", "",
+            _md_table(stage_table(metrics)), "",
+            "![loss curve](loss_curve.png)", ""]
+    recovery = run_dir / "recovery.log"
+    if recovery.exists():
+        out += ["## Recovery", "", "Checkpoint fallbacks, resumes and worker restarts (`recovery.log`):", "",
+                *[f"- {line}" for line in recovery.read_text().splitlines()], ""]
+    if evaluation_markdown:
+        out += ["## Evaluation", ""] + evaluation_markdown + [""]
+    out += ["## Files", "",
+            "- `config.resolved.yaml`, `plugins.json` (component versions), `schema.json`",
+            "- `metrics.csv` / `metrics.parquet`: one row per optimizer step",
+            "- `skipped_records.csv`: every record left out, with the reason; "
+            "`omitted_subgraphs.csv`: optional subgraphs left out of kept records",
+            "- checkpoints (load with `torch.load(path, weights_only=True)`): "
+            + ", ".join(f"`{p.relative_to(run_dir)}`" for p in checkpoints), ""]
+    path.write_text("\n".join(out))

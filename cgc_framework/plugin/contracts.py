@@ -1,0 +1,334 @@
+"""The interfaces that components registered through :mod:`cgc_framework.plugin.hookspecs` implement.
+
+Each class states what the framework calls, when, with which shapes, and what it may raise. The
+objects components receive (:class:`~cgc_framework.plugin.plan.Plan`, :class:`EvaluationContext`,
+:class:`~cgc_framework.plugin.graph.GraphSchema` and its roles) are documented where they are
+defined and, all together, in ``docs/internals.md``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import HeteroData
+
+from cgc_framework.plugin.graph import GraphSchema
+from cgc_framework.plugin.records import Record, RecordError, SkipLog
+from cgc_framework.plugin.roles import mean_readout
+
+if TYPE_CHECKING:
+    from cgc_framework.engine.pretrained import Pretrained
+    from cgc_framework.plugin.plan import Plan
+
+
+@dataclass(frozen=True)
+class Modality:
+    """A kind of entity an experiment graph contains.
+
+    The node and edge types a modality contributes, and their roles, are declared by its graph
+    builders' schemas (:meth:`GraphBuilder.schema`), since two builders of one modality may build
+    different types (the cell profile and the cell image builders).
+
+    Attributes:
+        record_field: the :class:`Record` field that this modality's builders read
+            (e.g. ``"smiles"``). A record without that field is skipped and reported.
+        description: one line for listings.
+    """
+
+    record_field: str
+    description: str = ""
+
+
+class Dataset(ABC):
+    """A source of experiment records (a file, a directory, a generated data set)."""
+
+    @abstractmethod
+    def records(self, skips: SkipLog) -> Iterator[Record]:
+        """Yield records one at a time (stream; never require the whole set in memory).
+
+        Records that cannot be read are added to ``skips`` (with id and reason), not yielded.
+        """
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance for ``summary.md``: source path(s), checksum, licence, row counts."""
+        return {}
+
+
+class GraphBuilder(ABC):
+    """Turns one raw value of a modality (a SMILES, a structure file, a profile) into tensors."""
+
+    #: name of the :class:`Modality` this builder serves.
+    modality: str = ""
+    #: bump when the output for the same input changes (enters cache keys).
+    version: str = "1"
+
+    @abstractmethod
+    def schema(self) -> GraphSchema:
+        """The node/edge types this builder produces, with their feature specs and roles
+        (:mod:`cgc_framework.plugin.roles`: e.g. ``role="molecule"`` for the node standing for a
+        molecule, ``role="cell_state"`` for nodes with control ``x`` and treated ``y``)."""
+
+    @abstractmethod
+    def build(self, value: Any) -> HeteroData:
+        """Build the subgraph of one value, following the storage convention of
+        :mod:`cgc_framework.plugin.graph` for the types of :meth:`schema`.
+
+        Raises:
+            RecordError: the value is invalid (unparsable SMILES, broken file); the message is the
+                reason shown to the user.
+        """
+
+    def build_many(self, values: Sequence[Any]) -> list[HeteroData | RecordError]:
+        """Build the subgraphs of many values, in order; a rejected value gets its
+        ``RecordError`` in its place instead of raising.
+
+        The featurization machinery calls this on chunks of records (a few hundred values, the
+        same value possibly more than once). Default: :meth:`build` for each value. Override it
+        when batching is faster; the result must equal ``build`` value by value (the RDKit builder
+        does its array work once per chunk). A subclass that overrides only ``build`` is built
+        value by value. An unexpected exception makes the machinery retry the chunk value by
+        value, so the error names the record.
+        """
+        out: list[HeteroData | RecordError] = []
+        for value in values:
+            try:
+                out.append(self.build(value))
+            except RecordError as exc:
+                out.append(exc)
+        return out
+
+    def params_key(self) -> dict[str, Any]:
+        """Parameters that change the output (enters cache keys). Default: none."""
+        return {}
+
+
+class EdgeSource(ABC):
+    """Adds cross-scale edges between node types that the modalities built.
+
+    Called in the driver (or a featurization worker) once per record, after every modality's
+    builder has built its subgraph into ``data``. The edge source must not change other
+    components' tensors, except to add nodes of a type it declares itself.
+    """
+
+    @abstractmethod
+    def schema(self) -> GraphSchema:
+        """The edge types this source adds, with their feature specs and roles, plus every node
+        type they connect (declared identically to the builder that also declares it; a node type
+        only this source adds, such as a drug-target ``protein`` node, is declared here). An edge
+        type that links an intervention to the treated cell declares ``role="treatment"``."""
+
+    @abstractmethod
+    def add_edges(self, record: Record, data: HeteroData) -> None:
+        """Add this source's edge types to ``data`` (built from ``record``) in place, following
+        the storage convention of :mod:`cgc_framework.plugin.graph` (``edge_index`` int64
+        ``[2, E]`` in the graph's local node numbering, ``edge_attr`` float32 ``[E, F]``,
+        ``edge_attr_cat`` int64 ``[E, C]``; missing types are filled empty afterwards).
+        A record it has nothing to add for is left unchanged (not an error).
+
+        Raises:
+            RecordError: the record cannot be linked (e.g. an unknown compound id).
+        """
+
+
+class Encoder(nn.Module, ABC):
+    """A heterogeneous GNN. ``hidden_dim`` is the width of every output embedding."""
+
+    hidden_dim: int
+
+    @abstractmethod
+    def forward(self, data: HeteroData) -> dict[str, Tensor]:
+        """Map a (batched) graph to ``{node_type: Tensor[N_t, hidden_dim]}`` for every node type
+        of the schema the encoder was built with (an empty ``[0, hidden_dim]`` tensor for a type
+        without nodes)."""
+
+    def readout(self, z: dict[str, Tensor], data: HeteroData, node_types: Sequence[str]) -> Tensor:
+        """Graph-level embeddings ``[num_graphs, hidden_dim]`` of ``node_types`` from the output
+        ``z`` of :meth:`forward` on ``data``. Tasks, embeddings, evaluators and the what-if take
+        molecule- and cell-level embeddings from here (``node_types`` = the schema's ``molecule``
+        or ``cell_state`` types). Default: per graph, the mean over the types of each type's mean
+        node embedding (:func:`~cgc_framework.plugin.roles.mean_readout`); an encoder with its
+        own pooling (a sum over atoms, attention) overrides it."""
+        return mean_readout(z, data, node_types)
+
+
+@dataclass
+class TaskOutput:
+    """What a pretraining task returns for one batch.
+
+    Attributes:
+        loss: scalar tensor, mean over the batch, differentiable w.r.t. the encoder and the task.
+        logs: named scalars (e.g. per node type losses) written to the metrics file as
+            ``<task>/<name>``; detached by the framework.
+    """
+
+    loss: Tensor
+    logs: dict[str, Tensor] = field(default_factory=dict)
+
+
+class PretrainingTask(nn.Module, ABC):
+    """A self-supervised objective with its own heads."""
+
+    @abstractmethod
+    def forward(self, batch: HeteroData, encoder: Encoder) -> TaskOutput:
+        """Compute the loss on ``batch``; must not modify ``batch`` in place (clone what you
+        corrupt). Randomness must come from ``torch``'s global generator so seeded runs repeat."""
+
+
+class ResponsePredictor(PretrainingTask):
+    """A task whose head predicts the treated state of the cell-state nodes from the control state
+    and the intervention (the causal task). Response evaluators and the what-if find it with
+    :func:`response_head` and call :meth:`predict`."""
+
+    #: graph attribute holding the intervention's dose (uM) per experiment graph
+    dose_attr: str = "dose_um"
+
+    @abstractmethod
+    def predict(self, batch: HeteroData, encoder: Encoder) -> dict[str, Tensor]:
+        """Predicted treated features ``{cell-state type: [N_t, x_dim]}`` for the types with nodes
+        in ``batch``; never reads ``y``."""
+
+
+def response_head(model: nn.Module, key: str | None = None) -> tuple[str, ResponsePredictor]:
+    """The response-predicting task of a model (``model.tasks``): the one named ``key``, else the
+    only :class:`ResponsePredictor` among its tasks. ``ValueError`` says which tasks there are."""
+    tasks: dict[str, nn.Module] = dict(getattr(model, "tasks", {}))
+    if key is not None:
+        if not isinstance(tasks.get(key), ResponsePredictor):
+            raise ValueError(f"task '{key}' is not a response-predicting (causal) head; tasks: "
+                             f"{', '.join(f'{k} ({type(t).__name__})' for k, t in tasks.items()) or 'none'}")
+        return key, tasks[key]  # type: ignore[return-value]
+    found = [k for k, t in tasks.items() if isinstance(t, ResponsePredictor)]
+    if len(found) != 1:
+        raise ValueError(
+            f"the model needs exactly one response-predicting (causal) task head; found "
+            f"{', '.join(found) or 'none'} among {', '.join(tasks) or 'no tasks'}: "
+            + ("name one (task=KEY)" if found else "pretrain with a causal task"))
+    return found[0], tasks[found[0]]  # type: ignore[return-value]
+
+
+@dataclass
+class EvaluationContext:
+    """What an evaluator receives after pretraining.
+
+    Attributes:
+        output_dir: this evaluation's own folder inside the run directory (write plots here).
+        plan: the composed run (:class:`~cgc_framework.plugin.plan.Plan`: config, registry,
+            builders, schema with roles) — ``plan.build_graphs(records)`` turns new inputs into
+            graphs exactly as pretraining did.
+        model: the pretrained encoder and task heads (``model.encoder``, ``model.tasks[key]``),
+            loaded from ``checkpoint``, in eval mode, on ``device``.
+        checkpoint: path of the checkpoint the model was loaded from.
+        seed: the run's seed; evaluators derive their random draws from it.
+        device: where ``model`` is.
+    """
+
+    output_dir: Path
+    plan: Plan
+    model: nn.Module
+    checkpoint: Path
+    seed: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def untrained_model(self) -> nn.Module:
+        """The same architecture with fresh weights drawn under ``torch.manual_seed(seed)``, in
+        eval mode on ``device``: the "same encoder untrained" baseline."""
+        from cgc_framework.engine.checkpoint import load_model
+
+        torch.manual_seed(self.seed)
+        model, _ = load_model(self.checkpoint, self.plan.registry, trained=False, device=self.device)
+        return model
+
+    def pretrained(self, *, untrained: bool = False) -> Pretrained:
+        """The evaluated model (or, with ``untrained``, :meth:`untrained_model`) as a
+        :class:`~cgc_framework.engine.pretrained.Pretrained`: molecule- and cell-level embeddings of
+        SMILES, profiles or graphs, built by the run's own graph builders."""
+        from cgc_framework.engine.pretrained import Pretrained
+
+        model = self.untrained_model() if untrained else self.model
+        return Pretrained(model, self.plan.schema, self.plan.registry, self.checkpoint, {},
+                          self.plan.builder_refs(), self.device)
+
+
+@dataclass
+class EvaluationResult:
+    """Tidy tables (one row per observation) written as CSV, plus Markdown for ``summary.md``."""
+
+    tables: dict[str, Any] = field(default_factory=dict)
+    summary_markdown: str = ""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A table of an evaluation in which the evaluated model and baselines are scored side by side
+    over data sets and label budgets (few-shot). ``cgc-bench`` summarises every declared comparison
+    with per-``k`` overview tables, mean and 95% CI over seeds, and paired Wilcoxon tests of
+    ``model`` against each baseline (Holm-adjusted); other tables get a generic summary.
+
+    The table must be tidy with the columns ``dataset``, ``method``, ``k``, ``task``, ``metric`` and
+    ``value`` (one row per draw or per task; ``draw`` optional).
+
+    Attributes:
+        table: the table's name in :attr:`EvaluationResult.tables`.
+        model: the ``method`` value of the evaluated (pretrained) model.
+        baselines: the ``method`` values it is tested against.
+        metric: the ``metric`` value compared (e.g. ``"auroc"``).
+        title: the report's section heading (default: evaluation, table and metric).
+    """
+
+    table: str
+    model: str
+    baselines: tuple[str, ...]
+    metric: str = "auroc"
+    title: str = ""
+
+
+@dataclass
+class HeldOutMolecules:
+    """Molecules an evaluation scores as unseen, so the pretraining corpus must not contain them.
+
+    Attributes:
+        keys: molecule key -> where it is held out, as a phrase (e.g. ``"scaffold test split of
+            bbbp"``); the leakage guard writes ``held out: in the <where> ...`` as the skip reason.
+        key_of: the key of one molecule value — what the run's molecule modality reads from a
+            record, e.g. a SMILES (the guard passes :meth:`Plan.molecule_value` of each record) —
+            such as its InChIKey connectivity block; ``None`` when it has no key. Called once
+            per record: cache inside it if it is costly.
+    """
+
+    keys: dict[str, str]
+    key_of: Callable[[Any], str | None]
+
+
+class Evaluator(ABC):
+    """An evaluation protocol run after pretraining on the final checkpoint."""
+
+    @abstractmethod
+    def evaluate(self, context: EvaluationContext) -> EvaluationResult:
+        """Run the evaluation protocol and return its tables."""
+
+    def comparisons(self) -> list[Comparison]:
+        """The tables of :meth:`evaluate` that compare the model with baselines (for ``cgc-bench``'s
+        paired tests and overview tables). Default: none."""
+        return []
+
+    def data_files(self) -> dict[str, list[Path]]:
+        """The files this evaluation reads, by data set name (``"*"``: not tied to one set), for the
+        checksums ``cgc-bench`` records. Default: ``{"*": every existing file named by this
+        evaluator's attributes}`` (e.g. paths in its params); override when files are implied
+        (a data set name resolved inside a data directory)."""
+        from cgc_framework.plugin.provenance import files_named_by
+
+        files = sorted(set(files_named_by(self)))
+        return {"*": files} if files else {}
+
+    def held_out_molecules(self, plan: Plan) -> HeldOutMolecules | None:
+        """The molecules this evaluation will score as unseen (e.g. the scaffold test split of a
+        benchmark), for the leakage guard (``data.exclude_evaluation_test_molecules``): records of
+        the pretraining dataset whose key is among them are skipped and reported. Called on the
+        driver before featurization, with the composed plan; default: none."""
+        return None

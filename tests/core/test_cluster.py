@@ -1,0 +1,42 @@
+"""A staged run on a local two-node Ray cluster, one Train worker per node."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.support import MACHINERY
+
+from cgc_framework.api import run
+from cgc_framework.engine.checkpoint import load_checkpoint
+
+
+@pytest.mark.slow
+def test_staged_run_on_a_two_node_cluster(registry_yaml, tmp_path):
+    import tempfile
+    from pathlib import Path
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    # Ray records the cluster address in <TMPDIR>/ray, which a fresh TMPDIR (CI) does not have yet
+    (Path(tempfile.gettempdir()) / "ray").mkdir(exist_ok=True)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "temp_dir": "/tmp/ray-cgc-cluster"})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        ray.init(address=cluster.address)
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+        res = run(registry_yaml, overrides=[
+            *MACHINERY, "trainer.num_workers=2", "model.encoder.params.hidden_dim=16",
+            "stages=[{name: warmup, epochs: 1, weights: {mask: 1.0}}, {name: mask, epochs: 1, weights: {mask: 0.5}}]"],
+            run_dir=tmp_path / "run", progress=False)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    workers = [json.loads(p.read_text()) for p in sorted((res.run_dir / "workers").glob("rank*.json"))]
+    assert [w["rank"] for w in workers] == [0, 1]
+    assert len({w["node_id"] for w in workers}) == 2  # one worker per node
+    assert res.metrics.groupby("stage").size().to_dict() == {"mask": 11, "warmup": 11}
+    assert load_checkpoint(res.run_dir / "checkpoints" / "stage1_warmup.pt")["global_step"] == 11
+    assert load_checkpoint(res.run_dir / "checkpoints" / "stage2_mask.pt")["global_step"] == 22

@@ -1,0 +1,78 @@
+"""Embeddings API and ``cgc-embed``: checkpoint -> molecule-level and cell-level embeddings."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from tests.graph_fixtures import FixtureCellPlugin, lincs_experiment_graphs, three_stage_config
+
+from cgc_framework.api import run
+from cgc_framework.cli import embed_main
+from cgc_framework.engine.config import CGCConfig
+from cgc_framework.engine.pretrained import load_graphs, load_pretrained
+from cgc_framework.plugin.records import RecordError
+from cgc_plugins.datasets.lincs import EMBEDDED_COMPOUNDS
+
+SMILES = ["CCO", "c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    cfg = CGCConfig.model_validate(three_stage_config(epochs=(1, 1, 1), batch_size=32))
+    res = run(cfg, run_dir=tmp_path_factory.mktemp("run") / "r", progress=False,
+              extra_plugins=(FixtureCellPlugin(limit=64),))
+    return res.run_dir
+
+
+def test_molecule_embeddings_from_smiles_match_the_experiment_graphs(trained):
+    pre = load_pretrained(trained / "checkpoints" / "final.pt", extra_plugins=(FixtureCellPlugin(),))
+    assert pre.builders["molecule"]["name"] == "rdkit_molecule"  # read from config.resolved.yaml
+    assert pre.builders["fixture_cell"]["name"] == "fixture_cell_profile"
+    emb = pre.embed_smiles(SMILES + [SMILES[0]])
+    assert emb.shape == (4, 16) and torch.isfinite(emb).all()
+    assert torch.allclose(emb[0], emb[3]) and not torch.allclose(emb[0], emb[1])
+    # a compound's embedding does not depend on the experiment it came from
+    graphs = load_graphs(trained / "data" / "graphs.pt")[:5]
+    from_graphs = pre.embed_graphs(graphs, "molecule")
+    smiles = pd.read_csv(EMBEDDED_COMPOUNDS).dropna(subset=["smiles"])
+    _, _, ids = lincs_experiment_graphs(8)
+    lookup = dict(zip(smiles.broad_sample, smiles.smiles))
+    from_smiles = pre.embed_smiles([lookup[ids[i]] for i in range(5)])
+    assert torch.allclose(from_graphs, from_smiles, atol=1e-5)
+    with pytest.raises(RecordError, match="invalid SMILES"):
+        pre.embed_smiles(["not-a-smiles"])
+
+
+def test_cell_embeddings_of_profiles_through_the_registered_builder(trained):
+    pre = load_pretrained(trained / "checkpoints" / "final.pt", extra_plugins=(FixtureCellPlugin(),))
+    graphs = load_graphs(trained / "data" / "graphs.pt")[:6]
+    treated = pre.embed_graphs(graphs, "cell")
+    control = pre.embed_graphs(graphs, "cell", state="control")
+    assert treated.shape == control.shape == (6, 16)
+    # treated profiles differ per well; the control state differs only through the co-occurrence edges
+    assert torch.cdist(treated, treated).fill_diagonal_(1).min() > 1e-4
+    assert not torch.allclose(treated, control)
+    # the same profiles built from raw values by the checkpoint's cell builder
+    by_builder = pre.embed_profiles(list(range(6)), modality="fixture_cell")
+    assert torch.allclose(by_builder, treated, atol=1e-5)
+    # a different stage's checkpoint gives different embeddings
+    early = load_pretrained(trained / "checkpoints" / "stage1_mask.pt", extra_plugins=(FixtureCellPlugin(),))
+    assert not torch.allclose(early.embed_graphs(graphs, "cell"), treated)
+
+
+def test_cgc_embed_cli(trained, tmp_path, capsys):
+    out = tmp_path / "emb.csv"
+    ckpt = str(trained / "checkpoints" / "final.pt")
+    assert embed_main([ckpt, "--smiles", *SMILES, "not-a-smiles", "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert table.smiles.tolist() == SMILES and list(table.columns[1:]) == [f"e{i}" for i in range(16)]
+    assert "1 invalid SMILES skipped" in capsys.readouterr().out
+    pre = load_pretrained(ckpt)
+    assert torch.allclose(torch.tensor(table.iloc[:, 1:].to_numpy(), dtype=torch.float32),
+                          pre.embed_smiles(SMILES), atol=1e-5)
+    cells = tmp_path / "cells.csv"
+    assert embed_main([ckpt, "--graphs", str(trained / "data" / "graphs.pt"), "--level", "cell",
+                       "--out", str(cells)]) == 0
+    assert pd.read_csv(cells).shape == (64, 17)
+    assert embed_main([str(tmp_path / "missing.pt"), "--smiles", "CCO", "--out", str(out)]) == 2
