@@ -14,23 +14,20 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import torch
 import yaml
 
-from cgc_framework.engine.checkpoint import load_model
 from cgc_framework.engine.compose import compose
 from cgc_framework.engine.config import CGCConfig, load_config
-from cgc_framework.engine.featurize import BuiltData, build_graphs
-from cgc_framework.engine.orchestrator import pretrain
 from cgc_framework.engine.registry import PluginRegistry, load_registry
-from cgc_framework.engine.report import plot_loss_curves, write_summary
-from cgc_framework.engine.versions import package_versions
-from cgc_framework.plugin.contracts import EvaluationContext
 from cgc_framework.plugin.errors import CGCError
 from cgc_framework.plugin.plan import Plan
+
+if TYPE_CHECKING:  # the heavy machinery (torch, Ray, pandas) is imported by the functions that use it
+    import pandas as pd
+
+    from cgc_framework.engine.featurize import BuiltData
 
 
 @dataclass
@@ -54,22 +51,34 @@ def plan_run(config: str | Path | CGCConfig, *, overrides: list[str] | None = No
 
 
 def run_evaluations(plan: Plan, checkpoint: Path, run_dir: Path, *, extra_plugins: tuple[Any, ...] = (),
-                    progress: bool = True) -> list[str]:
+                    progress: bool = True, monitor: Any = None) -> list[str]:
     """Run the config's ``evaluations:`` on a checkpoint; tables go to
-    ``run_dir/evaluations/<key>/<table>.csv``. Returns the Markdown paragraphs for the summary."""
+    ``run_dir/evaluations/<key>/<table>.csv``. Returns the Markdown paragraphs for the summary.
+    ``monitor`` (a :class:`~cgc_framework.engine.resources.ResourceMonitor`) times each evaluation."""
     if not plan.evaluations:
         return []
+    import contextlib
+
+    import pandas as pd
+    import torch
+    from tqdm.auto import tqdm
+
+    from cgc_framework.engine.checkpoint import load_model
+    from cgc_framework.plugin.contracts import EvaluationContext
+
     model, _ = load_model(checkpoint, plan.registry)
     paragraphs = []
-    for key, spec in plan.evaluations.items():
+    bar = tqdm(plan.evaluations.items(), total=len(plan.evaluations), desc="evaluating", unit="evaluation",
+               disable=not progress)
+    for key, spec in bar:
         out = run_dir / "evaluations" / key
         out.mkdir(parents=True, exist_ok=True)
         evaluator = plan.registry.create("evaluator", spec.info.name, spec.params)
         ctx = EvaluationContext(output_dir=out, plan=plan, model=model, checkpoint=Path(checkpoint),
                                 seed=plan.config.run.seed)
-        if progress:
-            print(f"cgc-run: evaluation '{key}' ({spec.info.name})", flush=True)
-        with plan.registry.guard(spec.info, "evaluating"), torch.no_grad():
+        bar.set_postfix_str(f"{key} ({spec.info.name})")
+        timed = monitor.phase(f"evaluation {key}") if monitor is not None else contextlib.nullcontext()
+        with timed, plan.registry.guard(spec.info, "evaluating"), torch.no_grad():
             result = evaluator.evaluate(ctx)
         for name, table in result.tables.items():
             pd.DataFrame(table).to_csv(out / f"{name}.csv", index=False)
@@ -82,6 +91,8 @@ def dry_run(config: str | Path | CGCConfig, *, overrides: list[str] | None = Non
             extra_plugins: tuple[Any, ...] = (), progress: bool = False) -> str:
     """Validate, compose and featurize (no training); return the plan as readable text."""
     plan = plan_run(config, overrides=overrides, extra_plugins=extra_plugins)
+    from cgc_framework.engine.featurize import build_graphs  # after validation: errors answer fast
+
     built = build_graphs(plan, progress=progress)
     return describe_plan(plan, built)
 
@@ -144,8 +155,25 @@ def run(config: str | Path | CGCConfig, *, overrides: list[str] | None = None,
         run_dir: str | Path | None = None, progress: bool | None = None,
         extra_plugins: tuple[Any, ...] = (), resume_run: bool = False) -> RunResult:
     """Pretrain as the config says and write a run directory; returns where and what."""
+    from cgc_framework.engine.resources import ResourceMonitor
+
+    with ResourceMonitor() as monitor:
+        return _run(config, monitor, overrides=overrides, run_dir=run_dir, progress=progress,
+                    extra_plugins=extra_plugins, resume_run=resume_run)
+
+
+def _run(config: str | Path | CGCConfig, monitor: Any, *, overrides: list[str] | None, run_dir: str | Path | None,
+         progress: bool | None, extra_plugins: tuple[Any, ...], resume_run: bool) -> RunResult:
     t0 = time.perf_counter()
-    plan = plan_run(config, overrides=overrides, extra_plugins=extra_plugins)
+    with monitor.phase("compose"):
+        plan = plan_run(config, overrides=overrides, extra_plugins=extra_plugins)
+    import pandas as pd  # the machinery is imported once the config is known to be valid
+
+    from cgc_framework.engine.featurize import build_graphs
+    from cgc_framework.engine.orchestrator import pretrain
+    from cgc_framework.engine.report import plot_loss_curves, write_summary
+    from cgc_framework.engine.resources import stage_seconds
+    from cgc_framework.engine.versions import package_versions
     cfg = plan.config
     show = cfg.trainer.progress if progress is None else progress
     out = Path(run_dir) if run_dir is not None else _new_run_dir(cfg)
@@ -158,28 +186,34 @@ def run(config: str | Path | CGCConfig, *, overrides: list[str] | None = None,
     if show:
         print(f"cgc-run: writing {out}", flush=True)
 
-    built = build_graphs(plan, progress=show)
+    with monitor.phase("featurize"):
+        built = build_graphs(plan, progress=show)
     built.skips.write_csv(out / "skipped_records.csv")
     built.omitted.write_csv(out / "omitted_subgraphs.csv")
     if show:
         print(f"cgc-run: {len(built.graphs)} experiment graphs from {built.records_read} records "
               f"({len(built.skips)} skipped, see skipped_records.csv)", flush=True)
 
-    outcome = pretrain(plan, built.graphs, out, progress=show, extra_plugins=extra_plugins, resume=resume_run)
+    with monitor.phase("pretrain (all stages, incl. Ray start)"):
+        outcome = pretrain(plan, built.graphs, out, progress=show, extra_plugins=extra_plugins, resume=resume_run)
     evaluation_md = run_evaluations(plan, outcome.checkpoints[-1], out, extra_plugins=extra_plugins,
-                                    progress=show)
-    metrics = pd.read_json(out / "metrics.jsonl", lines=True)
-    metrics.to_csv(out / "metrics.csv", index=False)
-    metrics.to_parquet(out / "metrics.parquet", index=False)
-    plot_loss_curves(metrics, out / "loss_curve.png")
+                                    progress=show, monitor=monitor)
+    with monitor.phase("report"):
+        metrics = pd.read_json(out / "metrics.jsonl", lines=True)
+        metrics.to_csv(out / "metrics.csv", index=False)
+        metrics.to_parquet(out / "metrics.parquet", index=False)
+        plot_loss_curves(metrics, out / "loss_curve.png")
+        with plan.registry.guard(plan.dataset_spec.info, "describing itself"):
+            dataset_info = plan.dataset.describe()
+    monitor.sample()
+    resources = monitor.write(out / "resources.json", stage_seconds(metrics))
     summary = out / "summary.md"
-    with plan.registry.guard(plan.dataset_spec.info, "describing itself"):
-        dataset_info = plan.dataset.describe()
     write_summary(summary, plan=plan, run_dir=out, records_read=built.records_read,
                   graphs_built=len(built.graphs), skips=built.skips, omitted=built.omitted,
                   metrics=metrics,
                   checkpoints=outcome.checkpoints, wall_seconds=time.perf_counter() - t0,
-                  dataset_info=dataset_info, evaluation_markdown=evaluation_md)
+                  dataset_info=dataset_info, evaluation_markdown=evaluation_md, resources=resources)
     if show:
-        print(f"cgc-run: done in {time.perf_counter() - t0:.0f} s; summary: {summary}", flush=True)
+        print(f"cgc-run: done in {time.perf_counter() - t0:.0f} s (peak memory of the process tree "
+              f"{resources['peak_rss_tree_mb']:.0f} MB); summary: {summary}", flush=True)
     return RunResult(out, metrics, summary, outcome.checkpoints, built)

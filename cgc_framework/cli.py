@@ -2,8 +2,9 @@
 
 ``cgc COMMAND ...`` runs every command: the built-in ones below (``run``, ``plugins``, ``plugin``,
 ``bench``, ``embed``; also installed as ``cgc-run``, ``cgc-plugins``, ...) and those plugins add
-through the ``register_commands`` hook (``cgc predict``). Every command takes ``--plugins-dir DIR``
-to load unpackaged plugin files during development.
+through the ``register_commands`` hook (``cgc predict``). ``cgc --plugins-dir DIR COMMAND ...`` (and
+``--plugins-dir DIR`` on ``cgc-run``, ``cgc-plugins``, ``cgc-bench``, ``cgc-embed``) loads unpackaged
+plugin files during development.
 """
 
 from __future__ import annotations
@@ -65,14 +66,19 @@ def plugins_main(argv: list[str] | None = None) -> int:
 
 
 def plugin_main(argv: list[str] | None = None) -> int:
-    """``cgc-plugin new NAME --kind modality``: write a ready-to-install plugin distribution."""
-    from cgc_framework.scaffold import SUPPORTED_KINDS, new_plugin
+    """``cgc-plugin new NAME --kind KIND``: write a ready-to-install plugin distribution.
+
+    Kinds: dataset, modality, edge_source, encoder, task (pretraining), evaluator, command; the
+    project has a working example of its kind and tests that pass as generated."""
+    from cgc_framework.scaffold import KINDS, SUPPORTED_KINDS, new_plugin
 
     parser = argparse.ArgumentParser(prog="cgc-plugin", description=plugin_main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    new = sub.add_parser("new", help="create a plugin project from the template")
+    new = sub.add_parser("new", help="create a plugin project from the template of a kind")
     new.add_argument("name", help="lower_snake_case name, e.g. l1000_expression")
-    new.add_argument("--kind", default="modality", choices=SUPPORTED_KINDS)
+    new.add_argument("--kind", default="modality", choices=SUPPORTED_KINDS,
+                     help="what the plugin adds (default: modality): "
+                          + "; ".join(f"{k}: {KINDS[k].help}" for k in SUPPORTED_KINDS))
     new.add_argument("--dir", default=".", help="parent directory (default: current)")
     args = parser.parse_args(argv)
     try:

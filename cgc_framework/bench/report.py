@@ -13,7 +13,6 @@ from scipy import stats
 from cgc_framework.plugin.metrics import mean_ci
 
 
-
 def grid_label(key: str) -> str:
     """The results-table column of a grid axis: its key, or for a bundle axis ``_name`` the ``name``."""
     return key[1:] if key.startswith("_") else key

@@ -47,11 +47,12 @@ def content_digest(builder: Any, value: Any) -> str | None:
     """Hash of what ``builder`` reads for ``value``; ``None`` when an input file is missing
     (the builder then reports it; nothing is cached)."""
     inputs = getattr(builder, "cache_inputs", None)
-    if inputs is not None:
-        try:
-            return "|".join(file_digest(Path(p)) for p in inputs(value))
-        except OSError:
-            return None
+    try:
+        paths = inputs(value) if inputs is not None else None
+        if paths is not None:
+            return "|".join(file_digest(Path(p)) for p in paths)
+    except OSError:
+        return None
     text = json.dumps(value, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cgc_framework.engine.config import CGCConfig
+from cgc_framework.engine.join import JoinedDataset, JoinedTable
 from cgc_framework.engine.leakage import HeldOutFilter
 from cgc_framework.engine.registry import PluginRegistry
 from cgc_framework.plugin.contracts import EdgeSource, Modality
@@ -64,6 +65,10 @@ def compose(config: CGCConfig, registry: PluginRegistry, base_dir: Path, source:
 
     assert ds is not None and enc is not None
     dataset = registry.create("dataset", ds.info.name, ds.params)
+    try:
+        joins = [JoinedTable(j, Path(base_dir), i) for i, j in enumerate(config.data.join)]
+    except ConfigError as exc:
+        raise ConfigError(source, exc.problems) from None
     modalities: dict[str, ModalityPlan] = {}
     schema = GraphSchema()
     declared_by: dict[str | EdgeType, str] = {}
@@ -102,9 +107,11 @@ def compose(config: CGCConfig, registry: PluginRegistry, base_dir: Path, source:
         raise fail()
     plan = Plan(config, Path(base_dir), registry, ds, dataset, modalities, edge_sources, enc,
                 {k: v for k, v in tasks.items() if v is not None},
-                {k: v for k, v in evals.items() if v is not None}, schema, declared_by)
+                {k: v for k, v in evals.items() if v is not None}, schema, declared_by, joins)
+    if joins:
+        plan.dataset = JoinedDataset(dataset, joins)
     if config.data.exclude_evaluation_test_molecules and plan.evaluations:
-        plan.dataset = HeldOutFilter(dataset, plan)
+        plan.dataset = HeldOutFilter(plan.dataset, plan)
     return plan
 
 

@@ -5,7 +5,7 @@ malformed YAML names the line and column. Component names and their ``params`` a
 against the installed plugins by :func:`cgc_framework.engine.compose.compose`, since only the plugins
 know their own parameter schemas.
 
-Paths inside component ``params`` (annotated :data:`ExistingPath`) are resolved against the
+Paths inside component ``params`` (annotated :data:`cgc_framework.plugin.params.ExistingPath`) are resolved against the
 directory holding the YAML file; ``run.output_dir`` is resolved against the working directory.
 """
 
@@ -40,8 +40,25 @@ class RunSection(StrictModel):
     seed: int = Field(0, ge=0)
 
 
+class JoinSpec(StrictModel):
+    """A table joined into the dataset's records (``data.join``): per-record data of another modality."""
+
+    table: Path = Field(description="CSV / TSV (optionally .gz) or Parquet file; relative to the YAML file")
+    keys: list[str] = Field(["record_id"], min_length=1,
+                          description="record fields matched with the table's columns of the same names "
+                                      "(`record_id` = the record's id), e.g. [plate, well]")
+    field: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                       description="record field the joined row is stored in (what a modality reads)")
+    columns: list[str] | None = Field(None, min_length=1,
+                                      description="table columns forming the value (default: every column not in `keys`)")
+    required: bool = Field(True, description="true: a record without a row in the table is skipped (counted, "
+                                             "with the reason); false: it is kept without the field")
+
+
 class DataSection(StrictModel):
     dataset: ComponentRef
+    join: list[JoinSpec] = Field(default_factory=list,
+                                 description="tables of per-record data joined into the dataset's records")
     max_records: int | None = Field(None, gt=0, description="use only the first N records")
     cache_dir: Path | None = Field(None, description="featurization cache folder (else env CGC_FEATURE_CACHE; "
                                                      "neither: no cache); relative to the working directory")
@@ -176,16 +193,34 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``data[a][b][0]...`` for ``key = "a.b.0..."`` (integers index lists), creating mappings."""
+    """Set ``data[a][b][0]...`` for ``key = "a.b.0..."`` (integers index lists), creating mappings.
+
+    Raises ``ConfigError`` naming the key when a part indexes past a list's end, names a list item
+    by something other than its index, or goes through a value that is not a mapping or list."""
     node: Any = data
     parts = key.split(".")
-    for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) and part.isdigit() else node.setdefault(part, {})
-    last = parts[-1]
-    if isinstance(node, list) and last.isdigit():
-        node[int(last)] = value
-    else:
-        node[last] = value
+    for i, part in enumerate(parts):
+        where = ".".join(parts[: i + 1])
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit():
+                raise ConfigError("--set", [f"{key}: '{'.'.join(parts[:i]) or '(top)'}' is a list; index it with a "
+                                            f"number 0..{len(node) - 1}, not '{part}'"])
+            if int(part) >= len(node):
+                raise ConfigError("--set", [f"{key}: '{'.'.join(parts[:i])}' has {len(node)} item(s); index "
+                                            f"{part} is past its end (items are numbered from 0)"])
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise ConfigError("--set", [f"{key}: '{'.'.join(parts[:i])}' is the value {node!r}, not a mapping or "
+                                        f"list, so '{where}' cannot be set; set '{'.'.join(parts[:i])}' itself"])
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -37,8 +37,8 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from cgc_framework.engine.checkpoint import build_model, load_checkpoint, save_checkpoint
-from cgc_framework.engine.registry import env_plugins_dirs, load_registry  # noqa: E402
 from cgc_framework.engine.compose import Plan  # noqa: E402
+from cgc_framework.engine.registry import env_plugins_dirs, load_registry  # noqa: E402
 from cgc_framework.engine.shards import PackedGraphs  # noqa: E402
 from cgc_framework.engine.training import (  # noqa: E402
     LoopConfig,
@@ -245,8 +245,8 @@ def _train_worker(cfg: dict[str, Any]) -> None:
         if optimizer is not None:
             meta["optimizer"] = optimizer.state_dict()
         save_checkpoint(path, core, meta)
-        with tempfile.TemporaryDirectory() as tmp:
-            shutil.copy(path, Path(tmp) / "checkpoint.pt")
+        with tempfile.TemporaryDirectory() as tmp:  # Ray keeps a pointer, not a second copy of the weights
+            (Path(tmp) / "checkpoint.json").write_text(json.dumps({"path": str(path)}))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
     def on_step(row: dict[str, Any], position: LoopPosition, optimizer: torch.optim.Optimizer) -> None:

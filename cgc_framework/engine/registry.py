@@ -129,7 +129,7 @@ class PluginRegistry:
         hint = f" Did you mean '{close[0]}'?" if close else ""
         where = f"{key}: " if key else ""
         raise UnknownComponentError("registry", [
-            f"{where}unknown {kind} '{name}'. Available {kind}s: "
+            f"{where}unknown {kind} '{name}'. Available {_plural(kind)}: "
             f"{', '.join(available) or '(none installed)'}.{hint} "
             f"List installed components with `cgc-plugins`."])
 
@@ -174,6 +174,10 @@ class PluginRegistry:
                 f"{type(exc).__name__} while {action}: {exc}",
                 distribution=info.distribution, entry_point=info.entry_point,
                 component=f"{info.kind}:{info.name}") from exc
+
+
+def _plural(kind: str) -> str:
+    return {"modality": "modalities"}.get(kind, f"{kind}s")
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> dict[int, _Origin]:

@@ -66,7 +66,7 @@ def _md_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
 def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, graphs_built: int,
                   skips: SkipLog, omitted: SkipLog, metrics: pd.DataFrame, checkpoints: list[Path],
                   wall_seconds: float, dataset_info: dict[str, Any],
-                  evaluation_markdown: list[str] | None = None) -> None:
+                  evaluation_markdown: list[str] | None = None, resources: dict[str, Any] | None = None) -> None:
     cfg = plan.config
     out = [f"# Run `{cfg.run.name}`", "",
            f"- run directory: `{run_dir}`",
@@ -82,15 +82,13 @@ def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, g
     for k, v in dataset_info.items():
         out.append(f"- {k}: {v}")
     for name, mp in plan.modalities.items():
-        describe = getattr(mp.builder, "describe", None)
-        if callable(describe):
+        if info := mp.builder.describe():
             out.append(f"- graph builder `{mp.builder_spec.info.name}` ({name}): "
-                       + ", ".join(f"{k}: {v}" for k, v in describe().items()))
+                       + ", ".join(f"{k}: {v}" for k, v in info.items()))
     for key, (spec, source) in plan.edge_sources.items():
-        describe = getattr(source, "describe", None)
-        if callable(describe):
+        if info := source.describe():
             out.append(f"- edge source `{spec.info.name}` ({key}): "
-                       + ", ".join(f"{k}: {v}" for k, v in describe().items()))
+                       + ", ".join(f"{k}: {v}" for k, v in info.items()))
     out += [f"- records read: {records_read}; experiment graphs built: {graphs_built}; "
             f"records skipped: {len(skips)}", ""]
     if len(skips):
@@ -125,9 +123,20 @@ def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, g
                 *[f"- {line}" for line in recovery.read_text().splitlines()], ""]
     if evaluation_markdown:
         out += ["## Evaluation", ""] + evaluation_markdown + [""]
+    if resources:
+        out += ["## Resources", "",
+                f"Peak memory of the whole process tree (driver, Ray workers and daemons; summed RSS, "
+                f"sampled every 0.2 s): **{resources['peak_rss_tree_mb']:.0f} MB** "
+                f"(driver alone: {resources['peak_rss_driver_mb']:.0f} MB; up to {resources['max_processes']} "
+                f"processes). Wall time per phase (`resources.json`):", "",
+                _md_table(pd.DataFrame([{"phase": k, "seconds": f"{v:.1f}"}
+                                        for k, v in resources["phases"].items()])), ""]
     out += ["## Files", "",
             "- `config.resolved.yaml`, `plugins.json` (component versions), `schema.json`",
-            "- `metrics.csv` / `metrics.parquet`: one row per optimizer step",
+            "- `metrics.csv` / `metrics.parquet`: one row per optimizer step (`metrics.jsonl`: the same, "
+            "written while training)",
+            "- `resources.json`: peak memory of the process tree and wall time per phase",
+            "- `data/graphs.packed.pt`: the experiment graphs as one packed shard (what the workers read)",
             "- `skipped_records.csv`: every record left out, with the reason; "
             "`omitted_subgraphs.csv`: optional subgraphs left out of kept records",
             "- checkpoints (load with `torch.load(path, weights_only=True)`): "

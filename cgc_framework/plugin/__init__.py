@@ -10,6 +10,7 @@ module                    what it holds
 ========================  ====================================================================
 ``hookspecs``             every extension point (one hook per component kind), with its contract
 ``contracts``             the abstract classes components implement, ``EvaluationContext``
+``trainable``             the contracts of components with weights (encoders, tasks; torch)
 ``graph``                 the schema of an experiment graph and the tensor storage convention
 ``roles``                 node/edge roles (molecule, cell state, treatment edges), views, readouts
 ``records``               ``Record``, ``RecordError``, ``SkipLog``: nothing is dropped silently
@@ -37,9 +38,9 @@ from typing import Any
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "hookspecs": ("hookimpl", "hookspec", "Register", "HOOK_KINDS"),
-    "contracts": ("Comparison", "Dataset", "EdgeSource", "Encoder", "EvaluationContext", "EvaluationResult", "Evaluator",
-                  "GraphBuilder", "HeldOutMolecules", "Modality", "PretrainingTask", "ResponsePredictor",
-                  "TaskOutput", "response_head"),
+    "contracts": ("Comparison", "Dataset", "EdgeSource", "EvaluationContext", "EvaluationResult", "Evaluator",
+                  "GraphBuilder", "HeldOutMolecules", "Modality"),
+    "trainable": ("Encoder", "PretrainingTask", "ResponsePredictor", "TaskOutput", "response_head"),
     "graph": ("EdgeType", "EdgeTypeSpec", "FeatureSpec", "GraphSchema", "NodeTypeSpec", "SchemaViolation",
               "hetero_data", "readout"),
     "roles": ("Roles",),

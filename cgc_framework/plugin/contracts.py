@@ -1,5 +1,9 @@
 """The interfaces that components registered through :mod:`cgc_framework.plugin.hookspecs` implement.
 
+Components with weights (``Encoder``, ``PretrainingTask``, ``ResponsePredictor``) are defined in
+:mod:`cgc_framework.plugin.trainable` and importable from here too; this module itself imports
+no torch, so a plugin's registration and a config's validation stay cheap.
+
 Each class states what the framework calls, when, with which shapes, and what it may raise. The
 objects components receive (:class:`~cgc_framework.plugin.plan.Plan`, :class:`EvaluationContext`,
 :class:`~cgc_framework.plugin.graph.GraphSchema` and its roles) are documented where they are
@@ -13,17 +17,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-import torch
-from torch import Tensor, nn
-from torch_geometric.data import HeteroData
-
 from cgc_framework.plugin.graph import GraphSchema
 from cgc_framework.plugin.records import Record, RecordError, SkipLog
-from cgc_framework.plugin.roles import mean_readout
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from torch_geometric.data import HeteroData
+
     from cgc_framework.engine.pretrained import Pretrained
     from cgc_framework.plugin.plan import Plan
+
+#: the contracts of components with weights live in :mod:`cgc_framework.plugin.trainable` (they
+#: subclass ``torch.nn.Module``, so importing them imports torch); they are re-exported here.
+_TRAINABLE = ("Encoder", "PretrainingTask", "ResponsePredictor", "TaskOutput", "response_head")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TRAINABLE:
+        from cgc_framework.plugin import trainable
+
+        return getattr(trainable, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -36,7 +51,8 @@ class Modality:
 
     Attributes:
         record_field: the :class:`Record` field that this modality's builders read
-            (e.g. ``"smiles"``). A record without that field is skipped and reported.
+            (e.g. ``"smiles"``). A record without that field is skipped and reported, or, when the
+            config marks the modality ``required: false``, kept without this subgraph (counted).
         description: one line for listings.
     """
 
@@ -106,6 +122,17 @@ class GraphBuilder(ABC):
         """Parameters that change the output (enters cache keys). Default: none."""
         return {}
 
+    def cache_inputs(self, value: Any) -> list[Path] | None:
+        """The files whose bytes determine the subgraph of ``value`` (a structure file and its
+        sidecars), for the featurization cache key; ``None`` (default): the value itself is the
+        content (a SMILES)."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """Counts for ``summary.md`` after featurization (e.g. how many structures used DSSP).
+        Default: nothing."""
+        return {}
+
 
 class EdgeSource(ABC):
     """Adds cross-scale edges between node types that the modalities built.
@@ -134,81 +161,10 @@ class EdgeSource(ABC):
             RecordError: the record cannot be linked (e.g. an unknown compound id).
         """
 
-
-class Encoder(nn.Module, ABC):
-    """A heterogeneous GNN. ``hidden_dim`` is the width of every output embedding."""
-
-    hidden_dim: int
-
-    @abstractmethod
-    def forward(self, data: HeteroData) -> dict[str, Tensor]:
-        """Map a (batched) graph to ``{node_type: Tensor[N_t, hidden_dim]}`` for every node type
-        of the schema the encoder was built with (an empty ``[0, hidden_dim]`` tensor for a type
-        without nodes)."""
-
-    def readout(self, z: dict[str, Tensor], data: HeteroData, node_types: Sequence[str]) -> Tensor:
-        """Graph-level embeddings ``[num_graphs, hidden_dim]`` of ``node_types`` from the output
-        ``z`` of :meth:`forward` on ``data``. Tasks, embeddings, evaluators and the what-if take
-        molecule- and cell-level embeddings from here (``node_types`` = the schema's ``molecule``
-        or ``cell_state`` types). Default: per graph, the mean over the types of each type's mean
-        node embedding (:func:`~cgc_framework.plugin.roles.mean_readout`); an encoder with its
-        own pooling (a sum over atoms, attention) overrides it."""
-        return mean_readout(z, data, node_types)
-
-
-@dataclass
-class TaskOutput:
-    """What a pretraining task returns for one batch.
-
-    Attributes:
-        loss: scalar tensor, mean over the batch, differentiable w.r.t. the encoder and the task.
-        logs: named scalars (e.g. per node type losses) written to the metrics file as
-            ``<task>/<name>``; detached by the framework.
-    """
-
-    loss: Tensor
-    logs: dict[str, Tensor] = field(default_factory=dict)
-
-
-class PretrainingTask(nn.Module, ABC):
-    """A self-supervised objective with its own heads."""
-
-    @abstractmethod
-    def forward(self, batch: HeteroData, encoder: Encoder) -> TaskOutput:
-        """Compute the loss on ``batch``; must not modify ``batch`` in place (clone what you
-        corrupt). Randomness must come from ``torch``'s global generator so seeded runs repeat."""
-
-
-class ResponsePredictor(PretrainingTask):
-    """A task whose head predicts the treated state of the cell-state nodes from the control state
-    and the intervention (the causal task). Response evaluators and the what-if find it with
-    :func:`response_head` and call :meth:`predict`."""
-
-    #: graph attribute holding the intervention's dose (uM) per experiment graph
-    dose_attr: str = "dose_um"
-
-    @abstractmethod
-    def predict(self, batch: HeteroData, encoder: Encoder) -> dict[str, Tensor]:
-        """Predicted treated features ``{cell-state type: [N_t, x_dim]}`` for the types with nodes
-        in ``batch``; never reads ``y``."""
-
-
-def response_head(model: nn.Module, key: str | None = None) -> tuple[str, ResponsePredictor]:
-    """The response-predicting task of a model (``model.tasks``): the one named ``key``, else the
-    only :class:`ResponsePredictor` among its tasks. ``ValueError`` says which tasks there are."""
-    tasks: dict[str, nn.Module] = dict(getattr(model, "tasks", {}))
-    if key is not None:
-        if not isinstance(tasks.get(key), ResponsePredictor):
-            raise ValueError(f"task '{key}' is not a response-predicting (causal) head; tasks: "
-                             f"{', '.join(f'{k} ({type(t).__name__})' for k, t in tasks.items()) or 'none'}")
-        return key, tasks[key]  # type: ignore[return-value]
-    found = [k for k, t in tasks.items() if isinstance(t, ResponsePredictor)]
-    if len(found) != 1:
-        raise ValueError(
-            f"the model needs exactly one response-predicting (causal) task head; found "
-            f"{', '.join(found) or 'none'} among {', '.join(tasks) or 'no tasks'}: "
-            + ("name one (task=KEY)" if found else "pretrain with a causal task"))
-    return found[0], tasks[found[0]]  # type: ignore[return-value]
+    def describe(self) -> dict[str, Any]:
+        """Counts for ``summary.md`` after featurization (e.g. structures linked to a target).
+        Default: nothing."""
+        return {}
 
 
 @dataclass
@@ -232,11 +188,13 @@ class EvaluationContext:
     model: nn.Module
     checkpoint: Path
     seed: int = 0
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: torch.device = field(default_factory=lambda: _cpu())
 
     def untrained_model(self) -> nn.Module:
         """The same architecture with fresh weights drawn under ``torch.manual_seed(seed)``, in
         eval mode on ``device``: the "same encoder untrained" baseline."""
+        import torch
+
         from cgc_framework.engine.checkpoint import load_model
 
         torch.manual_seed(self.seed)
@@ -252,6 +210,12 @@ class EvaluationContext:
         model = self.untrained_model() if untrained else self.model
         return Pretrained(model, self.plan.schema, self.plan.registry, self.checkpoint, {},
                           self.plan.builder_refs(), self.device)
+
+
+def _cpu() -> torch.device:
+    import torch
+
+    return torch.device("cpu")
 
 
 @dataclass

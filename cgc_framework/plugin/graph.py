@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from functools import cached_property, lru_cache
-from typing import Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Literal
 
-import torch
-from torch_geometric.data import HeteroData
+if TYPE_CHECKING:  # torch is imported where tensors are made, so that schemas load without it
+    import torch
+    from torch_geometric.data import HeteroData
 
 from cgc_framework.plugin.roles import Roles, check_roles
 
@@ -85,6 +86,17 @@ class FeatureSpec:
 @dataclass(frozen=True)
 class _FeatureSet:
     features: tuple[FeatureSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        continuous = {f.name: f for f in self.features if f.kind == "continuous"}
+        for f in self.features:
+            if not f.flags_for:
+                continue
+            target = continuous.get(f.flags_for)
+            if target is None or target.flags_for or target.dim != f.dim:
+                raise ValueError(f"feature {f.name!r} has flags_for={f.flags_for!r}, which must name a continuous "
+                                 f"value feature of the same type with the same width ({f.dim}); continuous "
+                                 f"features: {', '.join(f'{c.name} ({c.dim})' for c in continuous.values())}")
 
     @property
     def continuous(self) -> tuple[FeatureSpec, ...]:
@@ -165,12 +177,14 @@ class GraphSchema:
         nodes, edges = dict(self.node_types), dict(self.edge_types)
         for name, spec in other.node_types.items():
             if name in nodes and nodes[name] != spec:
-                raise ValueError(f"node type {name!r} is declared twice with different features{where}")
+                raise ValueError(f"node type {name!r} is declared twice with different "
+                                 f"{_differences(nodes[name], spec)}{where}")
             nodes[name] = spec
-        for key, spec in other.edge_types.items():
-            if key in edges and edges[key] != spec:
-                raise ValueError(f"edge type {key!r} is declared twice with different features{where}")
-            edges[key] = spec
+        for key, espec in other.edge_types.items():
+            if key in edges and edges[key] != espec:
+                raise ValueError(f"edge type {key!r} is declared twice with different "
+                                 f"{_differences(edges[key], espec)}{where}")
+            edges[key] = espec
         merged = GraphSchema(nodes, edges)
         merged.check_edges()
         check_roles({n: s.role for n, s in other.node_types.items()},
@@ -230,6 +244,8 @@ class GraphSchema:
         In place; returns ``data``. Attributes are set through each store's mapping (as
         :func:`hetero_data` does): PyG's attribute path made this a third of embedding a molecule.
         Types ``data`` lacks entirely share one set of empty (zero-row) tensors."""
+        import torch
+
         nodes, edges = data._node_store_dict, data._edge_store_dict
         for name, spec in self.node_types.items():
             if name not in nodes:
@@ -242,23 +258,25 @@ class GraphSchema:
             if "x_cat" not in m:
                 m["x_cat"] = torch.zeros(n, len(spec.categorical), dtype=torch.long)
             m["num_nodes"] = n
-        for key, spec in self.edge_types.items():
+        for key, espec in self.edge_types.items():
             if key not in edges:
-                data.get_edge_store(*key)._mapping.update(_empty_store(spec))
+                data.get_edge_store(*key)._mapping.update(_empty_store(espec))
                 continue
             m = edges[key]._mapping
             if "edge_index" not in m:
                 m["edge_index"] = torch.zeros(2, 0, dtype=torch.long)
             e = m["edge_index"].size(1)
             if "edge_attr" not in m:
-                m["edge_attr"] = torch.zeros(e, spec.continuous_dim)
+                m["edge_attr"] = torch.zeros(e, espec.continuous_dim)
             if "edge_attr_cat" not in m:
-                m["edge_attr_cat"] = torch.zeros(e, len(spec.categorical), dtype=torch.long)
+                m["edge_attr_cat"] = torch.zeros(e, len(espec.categorical), dtype=torch.long)
         return data
 
     def validate(self, data: HeteroData, *, where: str = "graph") -> None:
         """Raise :class:`SchemaViolation` (a ``ValueError``) naming the first tensor that breaks
         the storage convention; its ``type_key`` is the offending node or edge type."""
+        import torch
+
         for name, spec in self.node_types.items():
             if name not in data.node_types:
                 continue
@@ -275,15 +293,15 @@ class GraphSchema:
                                          f"({spec.categorical[col].name}) outside 0..{card - 1}")
             except ValueError as exc:
                 raise SchemaViolation(str(exc), name) from None
-        for key, spec in self.edge_types.items():
+        for key, espec in self.edge_types.items():
             if key not in data.edge_types:
                 continue
             try:
                 s = data[key]
                 e = s.edge_index.size(1)
                 _expect(s.edge_index, (2, e), torch.long, f"{where}: {key}.edge_index")
-                _expect(s.edge_attr, (e, spec.continuous_dim), torch.float32, f"{where}: {key}.edge_attr")
-                _expect(s.edge_attr_cat, (e, len(spec.categorical)), torch.long,
+                _expect(s.edge_attr, (e, espec.continuous_dim), torch.float32, f"{where}: {key}.edge_attr")
+                _expect(s.edge_attr_cat, (e, len(espec.categorical)), torch.long,
                         f"{where}: {key}.edge_attr_cat")
                 if e:
                     for end, pos in ((key[0], 0), (key[2], 1)):
@@ -291,6 +309,14 @@ class GraphSchema:
                             raise ValueError(f"{where}: {key}.edge_index points past the {end} nodes")
             except ValueError as exc:
                 raise SchemaViolation(str(exc), key) from None
+
+
+def _differences(a: NodeTypeSpec | EdgeTypeSpec, b: NodeTypeSpec | EdgeTypeSpec) -> str:
+    """Which fields of two declarations of one type differ (for the merge error)."""
+    fields = [f for f in ("features", "role", "value_name", "description") if getattr(a, f, None) != getattr(b, f, None)]
+    shown = {"features": "features", "role": f"roles ({a.role!r} vs {b.role!r})",
+             "value_name": "value names", "description": "descriptions"}
+    return " and ".join(shown[f] for f in fields) or "declarations"
 
 
 class SchemaViolation(ValueError):
@@ -306,6 +332,8 @@ class SchemaViolation(ValueError):
 def _empty_store(spec: NodeTypeSpec | EdgeTypeSpec) -> dict[str, Any]:
     """The attributes of a node or edge type a graph lacks: zero-row tensors, shared by every graph
     (nothing writes into a zero-row tensor; setting an attribute replaces it)."""
+    import torch
+
     cat = torch.zeros(0, len(spec.categorical), dtype=torch.long)
     if isinstance(spec, EdgeTypeSpec):
         return {"edge_index": torch.zeros(2, 0, dtype=torch.long),
@@ -322,6 +350,8 @@ def _expect(t: torch.Tensor, shape: tuple[int, int], dtype: torch.dtype, what: s
 def graph_to_dict(data: HeteroData) -> dict[str, dict[str, torch.Tensor]]:
     """Plain ``{type: {attr: tensor}}`` form (edge types as ``"src|rel|dst"``) that
     ``torch.save`` stores and ``torch.load(..., weights_only=True)`` reads back."""
+    import torch
+
     out: dict[str, dict[str, torch.Tensor]] = {}
     for store in data.node_stores:
         out[store._key] = {k: v for k, v in store.items() if isinstance(v, torch.Tensor)}
@@ -343,6 +373,8 @@ def hetero_data(stores: dict[str | EdgeType, dict[str, Any]]) -> HeteroData:
     molecule graph; here each store gets its attributes in one dictionary update. Values must not
     be ``None`` (PyG would drop them; leave such keys out).
     """
+    from torch_geometric.data import HeteroData
+
     data = HeteroData()
     for key, attrs in stores.items():
         store = data.get_edge_store(*key) if isinstance(key, tuple) else data.get_node_store(key)
@@ -352,7 +384,7 @@ def hetero_data(stores: dict[str | EdgeType, dict[str, Any]]) -> HeteroData:
 
 def graph_from_dict(d: dict[str, dict[str, torch.Tensor]]) -> HeteroData:
     """Inverse of :func:`graph_to_dict`."""
-    data = hetero_data({tuple(key.split("|")) if "|" in key else key:
+    data = hetero_data({(tuple(key.split("|")) if "|" in key else key):  # type: ignore[misc]
                         (attrs if "|" in key or "x" not in attrs else {**attrs, "num_nodes": attrs["x"].size(0)})
                         for key, attrs in d.items() if key != "__graph__"})
     for k, v in d.get("__graph__", {}).items():
@@ -366,6 +398,7 @@ def readout(z: torch.Tensor, data: HeteroData, node_type: str) -> torch.Tensor:
     Returns ``[num_graphs, D]``; a graph with no node of that type gets a zero row. Works for a
     single graph (no ``batch`` vector) and for PyG batches.
     """
+    import torch
     from torch_geometric.utils import scatter
 
     store = data[node_type]

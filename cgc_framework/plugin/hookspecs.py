@@ -19,10 +19,12 @@ and error messages name it). The callback is the same for every kind::
 pydantic model that validates the component's ``params:`` mapping from YAML (unknown keys are
 errors); ``factory`` receives the validated params object and the keyword arguments listed per hook
 below, and returns the component (``params`` is ``None`` for a component without a params model).
-Factories are called once per run (per Ray worker for encoders and tasks), never at import time,
-so importing a plugin must stay cheap: ``factory`` and ``params`` may be given as lazy references
-``"package.module:Name"``, imported only when the component is used. ``register`` checks its
-arguments and raises a :class:`~cgc_framework.plugin.errors.PluginError` naming the plugin.
+Factories are called when a run needs the component — possibly more than once (an evaluator is
+also asked for its held-out molecules before pretraining; encoders and tasks are built on every
+Ray worker) — and never at import time, so importing a plugin must stay cheap: ``factory`` and
+``params`` may be given as lazy references ``"package.module:Name"``, imported only when the
+component is used. ``register`` checks its arguments and raises a
+:class:`~cgc_framework.plugin.errors.PluginError` naming the plugin.
 
 The objects a factory returns implement the abstract classes of :mod:`cgc_framework.plugin.contracts`.
 Errors: a factory or component that raises anything but :class:`cgc_framework.plugin.records.RecordError`
@@ -53,7 +55,7 @@ def register_datasets(register: Register) -> None:
     A dataset yields :class:`~cgc_framework.plugin.records.Record` objects whose ``fields`` hold the values
     the modalities read (e.g. ``"smiles"``, ``"dose_um"``, ``"cell_treated"``), and reports records
     it cannot use to the ``SkipLog`` it is given. Relative paths in params are resolved against the
-    directory of ``registry.yaml`` (use :data:`cgc_framework.engine.config.ExistingPath`).
+    directory of ``registry.yaml`` (use :data:`cgc_framework.plugin.params.ExistingPath`).
     Example: ``register("cellpainting_experiments", CellPaintingExperiments, params=ExperimentParams)``.
     """
 

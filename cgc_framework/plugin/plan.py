@@ -94,6 +94,8 @@ class Plan:
             edge source, with roles (``plan.roles``).
         declared_by: node type or edge type -> the config key of the component that declared it
             (errors about a type name this component).
+        joins: the ``data.join`` tables, loaded (``cgc_framework.engine.join``); the dataset and
+            :meth:`create_dataset` attach them to every record.
         evaluation_cache: a memo shared by the evaluations of one run (e.g. graphs of held-out
             records); driver-side only, never saved.
     """
@@ -110,6 +112,7 @@ class Plan:
     evaluations: dict[str, ComponentSpec]
     schema: GraphSchema = field(default_factory=GraphSchema)
     declared_by: dict[str | EdgeType, str] = field(default_factory=dict)
+    joins: list[Any] = field(default_factory=list)
     evaluation_cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -145,9 +148,9 @@ class Plan:
                 for m, mp in self.modalities.items()}
 
     def create_dataset(self, **updates: Any) -> Dataset:
-        """A new instance of the run's dataset (not the leakage-guarded one), with ``updates``
-        applied to its params (e.g. ``include_splits=["test"]``); ``ValueError`` naming an update
-        the dataset's params do not have."""
+        """A new instance of the run's dataset (with the ``data.join`` tables attached, but not the
+        leakage guard), with ``updates`` applied to its params (e.g. ``include_splits=["test"]``);
+        ``ValueError`` naming an update the dataset's params do not have."""
         spec = self.dataset_spec
         params = spec.params
         if updates:
@@ -157,7 +160,12 @@ class Plan:
                 raise ValueError(f"dataset '{spec.info.name}' has no parameter(s) {unknown}; "
                                  f"its parameters: {', '.join(fields) or 'none'}")
             params = params.model_copy(update=updates)  # type: ignore[union-attr]
-        return self.registry.create("dataset", spec.info.name, params)
+        dataset = self.registry.create("dataset", spec.info.name, params)
+        if self.joins:
+            from cgc_framework.engine.join import JoinedDataset
+
+            return JoinedDataset(dataset, self.joins)
+        return dataset
 
     def build_graphs(self, records: Iterable[Record], *, progress: bool = False) -> BuiltData:
         """Experiment graphs of ``records`` built exactly as pretraining built them (this plan's

@@ -20,8 +20,8 @@ Node roles (:data:`NODE_ROLES`):
     encoder's readout of these types (:meth:`cgc_framework.plugin.contracts.Encoder.readout`).
 ``molecule_part``
     The parts of a molecule a molecule encoder passes messages between (atoms).
-``protein`` / ``protein_part``
-    A protein (target) and its parts (residues, ligands of its structure).
+``target`` / ``target_part``
+    A protein target of a compound and its parts (residues, ligands of its structure).
 ``cell_state``
     Nodes that describe the state of the cell under study: the **control** (pre-intervention)
     state in ``x`` and, when the data has it, the **treated** state in ``y`` (same shape as ``x``).
@@ -48,26 +48,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
-
 if TYPE_CHECKING:
+    from torch import Tensor
     from torch_geometric.data import HeteroData
 
     from cgc_framework.plugin.graph import EdgeType, GraphSchema
 
 MOLECULE = "molecule"
 MOLECULE_PART = "molecule_part"
-PROTEIN = "protein"
-PROTEIN_PART = "protein_part"
+TARGET = "target"
+TARGET_PART = "target_part"
 CELL_STATE = "cell_state"
 TREATMENT = "treatment"
 
 NODE_ROLES: dict[str, str] = {
     MOLECULE: "one node per molecule; the molecule-level readout pools these types",
     MOLECULE_PART: "parts of a molecule (atoms) that molecule encoders pass messages between",
-    PROTEIN: "one node per protein (target)",
-    PROTEIN_PART: "parts of a protein (residues, bound ligands)",
+    TARGET: "one node per protein target (a drug target, its structure)",
+    TARGET_PART: "parts of a protein target (residues, bound ligands)",
     CELL_STATE: "cell-state nodes: control state in x, treated state in y (same shape) when measured",
 }
 """Every node role, with what it means (``""``: no role)."""
@@ -85,8 +83,8 @@ class Roles:
     Attributes:
         molecule: node types with role ``molecule``, in schema order.
         molecule_part: node types with role ``molecule_part``.
-        protein: node types with role ``protein``.
-        protein_part: node types with role ``protein_part``.
+        target: node types with role ``target``.
+        target_part: node types with role ``target_part``.
         cell_state: node types with role ``cell_state``.
         treatment: edge types a leak-free view drops: declared ``treatment`` plus every edge type
             with exactly one end in a ``cell_state`` type.
@@ -94,14 +92,16 @@ class Roles:
 
     molecule: tuple[str, ...] = ()
     molecule_part: tuple[str, ...] = ()
-    protein: tuple[str, ...] = ()
-    protein_part: tuple[str, ...] = ()
+    target: tuple[str, ...] = ()
+    target_part: tuple[str, ...] = ()
     cell_state: tuple[str, ...] = ()
     treatment: tuple[EdgeType, ...] = ()
 
     @classmethod
     def of(cls, schema: GraphSchema) -> Roles:
         """The roles declared in ``schema`` (and the treatment edges they imply)."""
+        check_roles({n: s.role for n, s in schema.node_types.items()},
+                    {k: s.role for k, s in schema.edge_types.items()})
         by_role: dict[str, list[str]] = {r: [] for r in NODE_ROLES}
         for name, spec in schema.node_types.items():
             if spec.role:
@@ -109,8 +109,8 @@ class Roles:
         cell = set(by_role[CELL_STATE])
         treatment = [k for k, s in schema.edge_types.items()
                      if s.role == TREATMENT or ((k[0] in cell) != (k[2] in cell))]
-        return cls(tuple(by_role[MOLECULE]), tuple(by_role[MOLECULE_PART]), tuple(by_role[PROTEIN]),
-                   tuple(by_role[PROTEIN_PART]), tuple(by_role[CELL_STATE]), tuple(treatment))
+        return cls(tuple(by_role[MOLECULE]), tuple(by_role[MOLECULE_PART]), tuple(by_role[TARGET]),
+                   tuple(by_role[TARGET_PART]), tuple(by_role[CELL_STATE]), tuple(treatment))
 
     def node_types(self, role: str) -> tuple[str, ...]:
         """The node types of ``role`` (one of :data:`NODE_ROLES`)."""
@@ -195,6 +195,8 @@ def mean_readout(z: dict[str, Tensor], batch: HeteroData, node_types: Sequence[s
     Returns:
         ``[num_graphs, D]``.
     """
+    import torch
+
     from cgc_framework.plugin.graph import readout
 
     total: Tensor | None = None
@@ -214,6 +216,6 @@ def mean_readout(z: dict[str, Tensor], batch: HeteroData, node_types: Sequence[s
     return total / count.clamp(min=1).unsqueeze(-1)
 
 
-__all__ = ["CELL_STATE", "EDGE_ROLES", "MOLECULE", "MOLECULE_PART", "NODE_ROLES", "PROTEIN", "PROTEIN_PART",
+__all__ = ["CELL_STATE", "EDGE_ROLES", "MOLECULE", "MOLECULE_PART", "NODE_ROLES", "TARGET", "TARGET_PART",
            "Roles", "TREATMENT", "check_roles", "control_view", "drop_edge_types", "mean_readout",
            "require_treated", "treated_view"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.support import MACHINERY
 
 from cgc_framework.api import run
 from cgc_framework.engine.checkpoint import load_checkpoint
+from tests.support import MACHINERY
 
 
 @pytest.mark.slow

@@ -6,11 +6,11 @@ import sys
 
 import pytest
 import torch
-from tests.support import MACHINERY, one_stage
 
 from cgc_framework import hookimpl
 from cgc_framework.api import run
 from cgc_framework.engine.checkpoint import load_checkpoint
+from tests.support import MACHINERY, one_stage
 
 
 class _GraphSizeTask:

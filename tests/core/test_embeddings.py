@@ -5,7 +5,6 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from tests.graph_fixtures import FixtureCellPlugin, lincs_experiment_graphs, three_stage_config
 
 from cgc_framework.api import run
 from cgc_framework.cli import embed_main
@@ -13,6 +12,7 @@ from cgc_framework.engine.config import CGCConfig
 from cgc_framework.engine.pretrained import load_graphs, load_pretrained
 from cgc_framework.plugin.records import RecordError
 from cgc_plugins.datasets.lincs import EMBEDDED_COMPOUNDS
+from tests.graph_fixtures import FixtureCellPlugin, lincs_experiment_graphs, three_stage_config
 
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O"]
 

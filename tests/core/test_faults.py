@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.support import MACHINERY, one_stage
 
 from cgc_framework import hookimpl
 from cgc_framework.api import resume, run
 from cgc_framework.engine.checkpoint import load_checkpoint
 from cgc_framework.engine.orchestrator import find_resume_checkpoint
+from tests.support import MACHINERY, one_stage
 
 BIN = Path(sys.executable).parent
 OVERRIDES = [*MACHINERY, "trainer.num_workers=0", one_stage(3), "model.encoder.params.hidden_dim=16",

@@ -7,8 +7,8 @@ import pandas as pd
 
 from cgc_framework import hookimpl
 from cgc_framework.api import plan_run
-from cgc_framework.engine.leakage import LEAKAGE_GUARD, HeldOutFilter
 from cgc_framework.engine.featurize import build_graphs
+from cgc_framework.engine.leakage import LEAKAGE_GUARD, HeldOutFilter
 from cgc_framework.plugin.contracts import EvaluationResult, Evaluator
 from cgc_framework.plugin.records import SkipLog
 from cgc_plugins.datasets.lincs import EMBEDDED_COMPOUNDS

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from tests.support import MACHINERY, cli_sets, one_stage
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.support import MACHINERY, cli_sets, one_stage
 from torch_geometric.data import HeteroData
 
 from cgc_framework import hookimpl
 from cgc_framework.api import plan_run
 from cgc_framework.engine.featurize import build_graphs
 from cgc_framework.engine.registry import load_registry
-from cgc_framework.plugin.errors import PluginError
+from cgc_framework.plugin.errors import PluginError, UnknownComponentError
+from cgc_plugins.encoders.hgt import HGTEncoder, HGTParams
+from tests.support import MACHINERY, cli_sets, one_stage
 
 BIN = Path(sys.executable).parent
 
@@ -240,3 +241,108 @@ def test_schema_violations_by_a_builder_are_caught():
     plan = compose(cfg, reg, Path.cwd())
     with pytest.raises(PluginError, match=r"atom\.x has shape \(\d+, 3\).*requires \(\d+, 1\)"):
         build_graphs(plan, progress=False)
+
+
+def test_a_schema_violation_names_the_component_that_declared_the_type():
+    class BadShape:
+        @hookimpl
+        def register_graph_builders(self, register):
+            from cgc_plugins.molecules.rdkit_builder import RDKitMoleculeBuilder, RDKitMoleculeParams
+
+            class Wrong(RDKitMoleculeBuilder):
+                def build(self, value) -> HeteroData:
+                    data = super().build(value)
+                    data["atom"].x = torch.zeros(data["atom"].num_nodes, 3)
+                    return data
+
+            register("wrong_shape", Wrong, params=RDKitMoleculeParams)
+
+    plan = plan_run(Path(__file__).parents[2] / "registry.yaml",
+                    overrides=["graph.modalities.molecule.builder=wrong_shape"], extra_plugins=(BadShape(),))
+    with pytest.raises(PluginError) as e:
+        build_graphs(plan, progress=False)
+    msg = str(e.value)
+    assert "Node type 'atom' is declared by graph_builder 'wrong_shape' (graph.modalities.molecule)" in msg
+    assert e.value.component == "graph_builder:wrong_shape"
+    # only the declaring component is named, not every component of the run
+    assert "cellprofiler_profile" not in msg and "drug_target" not in msg
+
+
+@pytest.mark.parametrize("args, problem", [
+    (("enc", HGTEncoder), {"params": dict}),
+    (("enc", HGTEncoder), {"params": HGTParams()}),
+    (("enc", "not a factory"), {}),
+    (("enc", 42), {}),
+    (("enc", HGTEncoder), {"params": "no colon here"}),
+    (("enc", HGTEncoder), {"description": 3}),
+])
+def test_register_checks_its_arguments_and_names_the_plugin(args, problem):
+    class Careless:
+        @hookimpl
+        def register_encoders(self, register):
+            register(*args, **problem)
+
+    with pytest.raises(PluginError) as e:
+        load_registry(extra_plugins=(Careless(),))
+    assert "registered encoder 'enc' with" in str(e.value) and "Careless" in str(e.value)
+    assert e.value.component == "encoder:enc"
+
+
+def test_lazy_references_resolve_on_use_and_a_bad_one_names_the_plugin():
+    class Lazy:
+        @hookimpl
+        def register_encoders(self, register):
+            register("lazy_hgt", "cgc_plugins.encoders.hgt:HGTEncoder", params="cgc_plugins.encoders.hgt:HGTParams")
+            register("lazy_missing", "cgc_plugins.encoders.hgt:NoSuchEncoder")
+
+    reg = load_registry(extra_plugins=(Lazy(),))
+    assert reg.get("encoder", "lazy_hgt").factory is HGTEncoder and reg.get("encoder", "lazy_hgt").params is HGTParams
+    with pytest.raises(PluginError, match="encoder 'lazy_missing'.*'cgc_plugins.encoders.hgt:NoSuchEncoder' cannot "
+                                          "be imported"):
+        reg.create("encoder", "lazy_missing", None)
+
+
+def test_unknown_modality_lists_the_available_modalities(registry_yaml):
+    with pytest.raises(UnknownComponentError, match="Available modalities: "):
+        plan_run(registry_yaml, overrides=["graph.modalities={molecul: {builder: rdkit_molecule}}"])
+
+
+PLUGIN_FILE = '''
+from cgc_framework.plugin import hookimpl
+
+
+@hookimpl
+def register_commands(register):
+    register("hello", main, description="says hello")
+
+
+def main(argv):
+    print("hello", *argv)
+    return 0
+
+
+@hookimpl
+def register_encoders(register):
+    from cgc_plugins.encoders.hgt import HGTEncoder, HGTParams
+    register("dev_hgt", HGTEncoder, params=HGTParams, description="an unpackaged encoder")
+'''
+
+
+def test_plugins_dir_loads_an_unpackaged_plugin_for_every_command(tmp_path):
+    (tmp_path / "devplug").mkdir()
+    (tmp_path / "devplug" / "my_dev_plugin.py").write_text(PLUGIN_FILE)
+    listing = subprocess.run([BIN / "cgc-plugins", "--plugins-dir", str(tmp_path / "devplug")],
+                             capture_output=True, text=True)
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if "dev_hgt" in line)
+    assert "(plugins dir" in row and "an unpackaged encoder" in row
+    hello = subprocess.run([BIN / "cgc", "--plugins-dir", str(tmp_path / "devplug"), "hello", "world"],
+                           capture_output=True, text=True)
+    assert hello.returncode == 0 and hello.stdout.strip() == "hello world", hello.stderr
+    unknown = subprocess.run([BIN / "cgc", "helo"], capture_output=True, text=True)
+    assert unknown.returncode == 2 and "unknown command 'helo'" in unknown.stderr and "predict" in unknown.stderr
+    reg = load_registry(plugins_dirs=[str(tmp_path / "devplug")])
+    assert reg.get("encoder", "dev_hgt").distribution == f"(plugins dir {tmp_path / 'devplug'})"
+    (tmp_path / "devplug" / "broken.py").write_text("import no_such_module_here\n")
+    with pytest.raises(PluginError, match=r"plugin file .*broken.py \(--plugins-dir .*\) failed to import"):
+        load_registry(plugins_dirs=[str(tmp_path / "devplug")])

@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from tests.support import MACHINERY, one_stage
 
 from cgc_framework import hookimpl
 from cgc_framework.api import run
@@ -19,6 +18,7 @@ from cgc_framework.engine.registry import load_registry
 from cgc_framework.plugin.errors import DataError
 from cgc_framework.plugin.graph import GraphSchema
 from cgc_plugins.datasets.lincs import EMBEDDED_COMPOUNDS
+from tests.support import MACHINERY, one_stage
 
 BIN = Path(sys.executable).parent
 FAST = ["trainer.num_workers=0", one_stage(3), "model.encoder.params.hidden_dim=32", *MACHINERY]

@@ -5,17 +5,17 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from tests.graph_fixtures import FixtureCellPlugin, lincs_experiment_graphs, three_stage_config
 from torch_geometric.data import Batch
 
 from cgc_framework.api import run
-from cgc_framework.engine.config import CGCConfig
 from cgc_framework.engine.checkpoint import build_model, load_checkpoint
+from cgc_framework.engine.config import CGCConfig
 from cgc_framework.engine.registry import load_registry
 from cgc_framework.engine.training import LoopConfig, PretrainModel, StageSpec, run_stages
 from cgc_framework.plugin.graph import GraphSchema
 from cgc_plugins.encoders import HGTEncoder, HGTParams, TypedAttentionEncoder, TypedAttentionParams
 from cgc_plugins.tasks import CausalIntervention, CrossModalContrast, MaskedNodeRecovery
+from tests.graph_fixtures import FixtureCellPlugin, lincs_experiment_graphs, three_stage_config
 
 STAGES = (StageSpec(0, "mask", 1, {"mask": 1.0}),
           StageSpec(1, "contrast", 1, {"mask": 1.0, "contrast": 0.5}),

@@ -15,15 +15,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from cgc_framework.bench.config import expand_env, load_sweep, plan_trials
 from cgc_framework.bench.report import data_section
-from cgc_framework.bench.sweep import (
-    expand_env,
-    load_sweep,
-    plan_trials,
-    run_sweep,
-    trial_data_checksums,
-    validate_sweep,
-)
+from cgc_framework.bench.sweep import run_sweep, trial_data_checksums, validate_sweep
 from cgc_framework.plugin.errors import ConfigError
 from cgc_framework.plugin.metrics import mean_ci
 from cgc_plugins.evaluators.molnet import MOLNET_FILES

@@ -6,10 +6,10 @@ import copy
 
 import pytest
 import torch
-from tests.graph_fixtures import lincs_experiment_graphs
 from torch_geometric.loader import DataLoader
 
 from cgc_framework.engine.registry import load_registry
+from tests.graph_fixtures import lincs_experiment_graphs
 
 ENCODERS = {"hgt": {"hidden_dim": 16, "heads": 2, "num_layers": 2},
             "typed_attention": {"hidden_dim": 16, "heads": 2, "num_layers": 2}}

@@ -7,7 +7,6 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from tests.support import one_stage
 from pydantic import ValidationError
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -17,6 +16,7 @@ from cgc_framework.api import plan_run, run, run_evaluations
 from cgc_framework.plugin.metrics import mean_ci
 from cgc_plugins.evaluators.fewshot import FewShotParams, Labels, ReusedRows, _support, summarize
 from cgc_plugins.evaluators.molnet import load_molnet
+from tests.support import one_stage
 
 
 def test_support_sets_hold_k_labelled_molecules_of_each_class():

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from cgc_framework.api import run
-from cgc_plugins.whatif.command import main as predict_main
 from cgc_plugins.cells.feature_names import CHANNEL_SLOTS, CHANNELS, COMPARTMENT_SLOTS, COMPARTMENTS, parse_feature
 from cgc_plugins.datasets.lincs import EMBEDDED_COMPOUNDS
+from cgc_plugins.whatif.command import main as predict_main
 from cgc_plugins.whatif.prediction import PredictionError, UnknownContextError
 from cgc_plugins.whatif.predictor import WhatIf, predict_response
 

@@ -192,7 +192,7 @@ def _corpus(shared_data: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
     k = next(i for i in atom_lines if src[i][16] == " ")              # an atom without altlocs
     nan[k] = nan[k][:30] + "     nan" + nan[k][38:]
     (tmp / "nan.pdb").write_text("".join(nan))
-    (tmp / "ligand_only.pdb").write_text("".join(l for l in src if l.startswith(("HETATM", "END"))))
+    (tmp / "ligand_only.pdb").write_text("".join(line for line in src if line.startswith(("HETATM", "END"))))
     return {
         "truncated": (tmp / "truncated.pdb", rf"truncated\.pdb: cannot parse as PDB: .*line {cut + 1}"),
         "empty": (tmp / "empty.pdb", r"empty\.pdb: empty file"),
@@ -205,7 +205,7 @@ def _corpus(shared_data: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
 
 def test_bad_input_corpus_gives_clear_errors(shared_data, tmp_path):
     b = geometry_builder()
-    for case, (path, pattern) in _corpus(shared_data, tmp_path).items():
+    for path, pattern in _corpus(shared_data, tmp_path).values():
         with pytest.raises(RecordError, match=pattern):
             b.build(path)
 

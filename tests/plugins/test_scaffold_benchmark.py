@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from tests.support import one_stage
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from cgc_framework.api import run
 from cgc_plugins.evaluators.molnet import load_molnet
+from tests.support import one_stage
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ import copy
 
 import pytest
 import torch
-from tests.graph_fixtures import lincs_experiment_graphs
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
@@ -22,6 +21,7 @@ from cgc_plugins.tasks import (
     MaskedRecoveryParams,
 )
 from cgc_plugins.tasks.causal import InterpolatedDoseEncoding
+from tests.graph_fixtures import lincs_experiment_graphs
 
 HIDDEN = 32
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from tests.graph_fixtures import lincs_experiment_graphs, small_random_hetero
 from torch_geometric.utils import scatter
 
 from cgc_plugins.encoders.typed_attention import TypedAttentionConv, TypedAttentionEncoder, TypedAttentionParams
+from tests.graph_fixtures import lincs_experiment_graphs, small_random_hetero
 
 
 def _layer(schema, dim, heads, seed=0):

@@ -3,12 +3,11 @@
 ``cellprofiler_profile``: a well's CellProfiler profile (plus its plate's control summary) ->
 compartment/channel graph (:mod:`.profile_builder`). ``cell_image``: channel images (+ label masks or
 outline images) of one field -> segmented-object graph (:mod:`.image_builder`).
+
+Registered by lazy ``"module:Name"`` references, so discovery does not import torch or SciPy.
 """
 
 from cgc_framework.plugin import Modality, hookimpl
-
-from .image_builder import ImageBuilderParams, ImageCellBuilder
-from .profile_builder import ProfileBuilderParams, ProfileCellBuilder
 
 
 def _cell_modality(params: None) -> Modality:
@@ -24,9 +23,11 @@ def register_modalities(register):
 
 @hookimpl
 def register_graph_builders(register):
-    register("cellprofiler_profile", ProfileCellBuilder, params=ProfileBuilderParams,
+    register("cellprofiler_profile", "cgc_plugins.cells.profile_builder:ProfileCellBuilder",
+             params="cgc_plugins.cells.params:ProfileBuilderParams",
              description="CellProfiler well profile -> compartment/channel graph; x = plate DMSO "
                          "control summary, y = treated well (fixed slots + present flags)")
-    register("cell_image", ImageCellBuilder, params=ImageBuilderParams,
+    register("cell_image", "cgc_plugins.cells.image_builder:ImageCellBuilder",
+             params="cgc_plugins.cells.params:ImageBuilderParams",
              description="channel images + label masks/outlines (or Otsu/watershed on DNA) -> "
                          "segmented cell/nucleus object graph (regionprops per channel)")

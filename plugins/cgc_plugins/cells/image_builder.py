@@ -37,13 +37,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch_geometric.data import HeteroData
 
 from cgc_framework.plugin import EdgeTypeSpec, FeatureSpec, GraphBuilder, GraphSchema, NodeTypeSpec, RecordError
 from cgc_framework.plugin.roles import CELL_STATE
 
 from .feature_names import CHANNELS, canonical_channel
+from .params import ImageBuilderParams
 
 SHAPE = ("log1p_area", "log1p_perimeter", "eccentricity", "solidity", "extent", "log1p_major_axis",
          "log1p_minor_axis")
@@ -66,15 +66,6 @@ class ImageField:
     cells_outlines: Path | None = None
     nuclei_outlines: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-class ImageBuilderParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    min_area_px: int = Field(30, ge=1, description="objects smaller than this (pixels) are dropped")
-    adjacency_px: int = Field(3, ge=1, description="objects within this many pixels are adjacent")
-    nucleus_min_distance_px: int = Field(10, ge=1, description="watershed seed spacing for classical nuclei")
-    cell_expand_px: int = Field(15, ge=1, description="cell radius beyond the nucleus when no cytoplasm channel")
 
 
 def _read(path: Path) -> np.ndarray:

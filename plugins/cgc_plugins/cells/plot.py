@@ -41,7 +41,7 @@ def _layout(data, atom_xy: np.ndarray | None = None) -> dict[str, np.ndarray]:
     pos["compartment"] = np.stack([centers.get(c, np.array([4.0, 0.0])) for c in comp_names])
     ch = data["channel"].x_cat.numpy()
     cpos = []
-    for k, (chan, comp) in enumerate(ch):
+    for chan, comp in ch:
         c = centers.get(COMPARTMENTS[comp] if comp < len(COMPARTMENTS) else "", np.array([4.0, 0.0]))
         ang = 2 * np.pi * chan / len(CHANNELS) + (0.3 if comp == 1 else 0)
         cpos.append(c + 1.1 * np.array([np.cos(ang), np.sin(ang)]))

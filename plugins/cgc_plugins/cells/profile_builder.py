@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch_geometric.data import HeteroData
 
 from cgc_framework.plugin import EdgeTypeSpec, FeatureSpec, GraphBuilder, GraphSchema, NodeTypeSpec, RecordError
@@ -32,6 +31,7 @@ from cgc_framework.plugin.roles import CELL_STATE
 
 from .feature_names import CHANNEL_SLOTS, CHANNELS, COMPARTMENT_SLOTS, COMPARTMENTS, CORRELATION_SLOTS
 from .layout import NC, NE, NH, aggregate, layout_for
+from .params import ProfileBuilderParams
 
 CONTAINMENT = (("Cells", "Cytoplasm"), ("Cells", "Nuclei"))
 """(outer, inner) compartment pairs: a cell contains its cytoplasm and its nucleus."""
@@ -68,16 +68,6 @@ class CellProfile:
         # shown in skip reports and used by cgc_framework.engine.cache (json.dumps(default=str)) as the
         # content key, so it must identify the content: the digest does
         return f"CellProfile(plate={self.plate}, dose={self.dose_um} uM, sha256={self.digest()[:32]})"
-
-
-class ProfileBuilderParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    clip: float | None = Field(
-        20.0, gt=0, description="clip slot values to [-clip, clip] robust z units (null = no clip); "
-                                "a few features have DMSO MADs near 0 and give |z| in the thousands")
-    min_present_slots: int = Field(
-        1, ge=0, description="reject a well (RecordError) with fewer present slots than this")
 
 
 def _with_flags(mean: np.ndarray, present: np.ndarray) -> np.ndarray:

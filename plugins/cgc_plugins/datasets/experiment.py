@@ -21,59 +21,19 @@ import json
 import math
 import zlib
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
-from cgc_framework.plugin import Dataset, ExistingPath, Record, SkipLog
+from cgc_framework.plugin import Dataset, Record, SkipLog
 from cgc_plugins.cells.feature_names import is_feature_column
 from cgc_plugins.cells.layout import layout_for
 from cgc_plugins.cells.normalize import QualityReport, nan_screen, robust_mad_normalize
 from cgc_plugins.cells.profile_builder import CellProfile
 
 from .lincs import EMBEDDED_COMPOUNDS, EMBEDDED_PROFILES, sha256
-
-
-class ColumnMap(BaseModel):
-    """Which profile columns hold what (``None`` = not in this file)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    plate: str
-    well: str
-    compound_id: str
-    dose_um: str | None = None
-    control_column: str = Field(..., description="column identifying negative-control wells")
-    control_values: list[str] = Field(["DMSO"], description="values of control_column that mark controls")
-    compound_name: str | None = None
-    smiles: str | None = None
-    inchikey: str | None = None
-    moa: str | None = None
-    target: str | None = None
-    cell_line: str | None = None
-
-
-PRESETS: dict[str, ColumnMap] = {
-    "lincs_cpg0004": ColumnMap(plate="Metadata_Plate", well="Metadata_Well", compound_id="Metadata_broad_sample",
-                               dose_um="Metadata_mmoles_per_liter", control_column="Metadata_broad_sample",
-                               inchikey="Metadata_InChIKey14", moa="Metadata_moa", target="Metadata_target",
-                               cell_line="Metadata_cell_id"),
-    "cell_injury_dahlin2023": ColumnMap(plate="Plate", well="Well", compound_id="Compound BRD",
-                                        dose_um="Compound Concentration (microMolar)",
-                                        control_column="Compound Name", compound_name="Compound Name",
-                                        smiles="Compound SMILES", inchikey="Compound InChIKey",
-                                        moa="injury_type", cell_line="Characteristics [Cell Line]"),
-    "bbbc021_annotated": ColumnMap(plate="Image_Metadata_Plate", well="Image_Metadata_Well",
-                                   compound_id="Metadata_compound", compound_name="Metadata_compound",
-                                   dose_um="Metadata_concentration_uM", control_column="Metadata_compound",
-                                   moa="Metadata_moa", cell_line="Metadata_cell_line"),
-    "cpjump1": ColumnMap(plate="Metadata_Plate", well="Metadata_Well", compound_id="Metadata_broad_sample",
-                         control_column="Metadata_pert_type", control_values=["control"],
-                         compound_name="Metadata_pert_iname", smiles="Metadata_smiles",
-                         inchikey="Metadata_InChIKey", target="Metadata_gene"),
-}
+from .params import PRESETS, ColumnMap, ExperimentParams, SplitParams
 
 
 def detect_preset(columns: list[str]) -> str | None:
@@ -83,33 +43,6 @@ def detect_preset(columns: list[str]) -> str | None:
         if all(c in cols for c in need):
             return name
     return None
-
-
-class SplitParams(BaseModel):
-    """Seeded group split: every group (compound, dose, cell line or MoA) goes wholly to one part.
-
-    Assignment is a seeded hash of the group key (``u = crc32(seed|key) / 2**32``: test if
-    ``u < test_fraction``, val if ``u < test_fraction + val_fraction``, else train), so it needs no
-    pass over the data (streams) and is identical across runs and machines; fractions hold in
-    expectation over groups.
-
-    Explicit hold-out (``test_groups``, e.g. two of the six LINCS doses or a list of MoAs): those
-    groups are the test part (``test_fraction`` is then unused) and the hash decides val/train among
-    the rest. Numeric keys match within 5 % (``0.04`` matches the file's ``0.041152``), others as
-    strings. ``val_by: record`` draws the val part per record (hash of the record id) instead of
-    per group: an in-distribution hold-out of wells beside an out-of-distribution test part.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    by: Literal["none", "compound", "dose", "cell_line", "moa"] = "none"
-    seed: int = 0
-    test_fraction: float = Field(0.2, ge=0, le=1)
-    val_fraction: float = Field(0.1, ge=0, le=1)
-    test_groups: list[str | float] | None = Field(
-        None, description="these groups (of `by`) are the test part; the hash splits the rest into val/train")
-    val_by: Literal["group", "record"] = Field(
-        "group", description="val part drawn per group, or per record (in-distribution hold-out)")
 
 
 def _group_matches(key: object, groups: list[str | float]) -> bool:
@@ -143,30 +76,6 @@ def assign_split(key: object, p: SplitParams, record_id: str | None = None) -> s
         v = zlib.crc32(f"{p.seed}|val|{record_id}".encode()) / 2**32
         return "val" if v < p.val_fraction else "train"
     return "val" if u < p.test_fraction + p.val_fraction else "train"
-
-
-class ExperimentParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    profiles: list[ExistingPath] | None = Field(
-        None, description="well-level CellProfiler profile CSV(.gz)/parquet files; default: the embedded LINCS plate")
-    columns: ColumnMap | None = Field(None, description="column map; default: detected from the header (PRESETS)")
-    compounds: ExistingPath | None = Field(
-        None, description="compound table joined on compounds_key == compound id, adding smiles/InChIKey/"
-                          "name/moa/target where the profile lacks them; default: embedded LINCS compounds "
-                          "when profiles is default")
-    compounds_key: str = "broad_sample"
-    normalize: Literal["plate_dmso_mad", "none"] = Field(
-        "plate_dmso_mad", description="robust z vs the plate's control wells (pycytominer mad_robustize) or as is")
-    control_summary: Literal["median", "mean", "sample_well"] = Field(
-        "median", description="control state x: per-feature median/mean of the plate's control wells, or one "
-                              "control well drawn per record (seeded by split.seed and the record id)")
-    nan_threshold: float = Field(0.05, ge=0, le=1, description="drop features NaN/inf in more than this "
-                                                                "fraction of a file's wells (reported)")
-    cache_dir: Path | None = Field(None, description="on-disk cache of normalized matrices (.npy, mmap)")
-    split: SplitParams = Field(default_factory=SplitParams)
-    include_splits: list[Literal["train", "val", "test"]] = Field(
-        ["train", "val", "test"], description="yield only records of these split parts")
 
 
 _NORM_VERSION = "1"

@@ -11,30 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from cgc_framework.plugin import Dataset, ExistingPath, Record, SkipLog
+from cgc_framework.plugin import Dataset, Record, SkipLog
 from cgc_plugins.cells.image_builder import ImageField
 
-
-class FieldSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: str
-    channels: dict[str, ExistingPath] = Field(..., min_length=1, description="stain name -> image file")
-    cells_mask: ExistingPath | None = None
-    nuclei_mask: ExistingPath | None = None
-    cells_outlines: ExistingPath | None = None
-    nuclei_outlines: ExistingPath | None = None
-    smiles: str | None = None
-    compound_id: str | None = None
-    dose_um: float | None = Field(None, gt=0)
-
-
-class ImageFieldsParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    fields: list[FieldSpec] = Field(..., min_length=1)
+from .params import FieldSpec as FieldSpec
+from .params import ImageFieldsParams
 
 
 class ImageFieldsDataset(Dataset):

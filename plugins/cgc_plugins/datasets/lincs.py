@@ -7,22 +7,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
-from cgc_framework.plugin import Dataset, ExistingPath, Record, SkipLog
+from cgc_framework.plugin import Dataset, Record, SkipLog
+
+from .params import LincsPlateParams
 
 EMBEDDED_DIR = Path(__file__).parent / "data" / "lincs_a549_SQ00015054"
 EMBEDDED_PROFILES = EMBEDDED_DIR / "lincs_cpg0004_A549_48h_SQ00015054_normalized_feature_select.csv.gz"
 EMBEDDED_COMPOUNDS = EMBEDDED_DIR / "compounds.csv.gz"
-
-
-class LincsPlateParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    profiles: ExistingPath | None = Field(
-        None, description="pycytominer well-level profile CSV(.gz); default: the embedded A549 plate")
-    compounds: ExistingPath | None = Field(
-        None, description="compound table with broad_sample and smiles columns; default: embedded")
 
 
 def sha256(path: Path) -> str:

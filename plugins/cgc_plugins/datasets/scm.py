@@ -34,41 +34,21 @@ from __future__ import annotations
 
 import zlib
 from functools import cached_property
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
 from cgc_framework.plugin import Dataset, Record, SkipLog
 from cgc_plugins.cells.feature_names import is_feature_column
 from cgc_plugins.cells.profile_builder import CellProfile
 
-from .experiment import SplitParams, assign_split
+from .experiment import assign_split
 from .lincs import EMBEDDED_COMPOUNDS, EMBEDDED_PROFILES
+from .params import SCMParams
+from .params import SplitParams as SplitParams
 
 ROWS = "ABCDEFGHIJKLMNOP"
-
-
-class SCMParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    n_compounds: int = Field(16, ge=2, description="real compounds from the embedded LINCS table")
-    n_plates: int = Field(8, ge=2, description="plates; batch B = plate index mod 2")
-    wells_per_plate: int = Field(48, ge=1, le=384)
-    doses_um: list[float] = Field([0.04, 0.12, 0.37, 1.11, 3.33, 10.0], min_length=1)
-    ec50_um: float = Field(1.0, gt=0, description="Hill EC50 (uM)")
-    hill: float = Field(1.0, gt=0, description="Hill coefficient n")
-    effect_sd: float = Field(2.0, ge=0, description="sd of the entries of the true effect vectors tau_k")
-    effect_rank: int = Field(2, ge=1, description="number of shared effect programmes w_r")
-    batch_sd: float = Field(1.5, ge=0, description="sd of the batch shift beta of B = 1 plates")
-    plate_sd: float = Field(0.2, ge=0, description="sd of the plate-to-plate control variation")
-    confounding: float = Field(0.9, ge=0, le=1, description="P(compound from the batch's favoured group)")
-    noise_sd: float = Field(0.1, ge=0, description="sd of the well-level noise")
-    n_features: int | None = Field(None, gt=0, description="first N feature names of the embedded plate")
-    seed: int = 0
-    split: SplitParams = Field(default_factory=SplitParams)
-    include_splits: list[Literal["train", "val", "test"]] = ["train", "val", "test"]
 
 
 class SCMCellPainting(Dataset):

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
-from cgc_framework.plugin import Dataset, ExistingPath, Record, SkipLog
+from cgc_framework.plugin import Dataset, Record, SkipLog
+
+from .params import StructurePairsParams
 
 DATA = Path(__file__).parent / "data"
 EMBEDDED_INDEX = DATA / "targets" / "proteins_index.csv"
@@ -41,22 +42,6 @@ def gene_key(symbol: object) -> str:
     """Normalized gene symbol: first token, upper case (``''`` for a missing value)."""
     text = str(symbol).strip() if isinstance(symbol, str) else ""
     return text.split()[0].upper() if text else ""
-
-
-class StructurePairsParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    index: ExistingPath | None = Field(
-        None, description="structure index CSV with columns file, uniprot, gene_symbol; default: embedded")
-    structures_dir: ExistingPath | None = Field(
-        None, description="folder holding the index's files; default: the index's folder "
-                          "(embedded index: the embedded structures)")
-    compound_targets: ExistingPath | None = Field(
-        None, description="Repurposing Hub compound-target edge list (TSV with broad_cpd_id, inchikey, "
-                          "smiles, target_gene_symbol); default: embedded subset")
-    genes: list[str] | None = Field(None, description="keep only these target genes (symbols)")
-    max_compounds_per_structure: int | None = Field(
-        None, gt=0, description="at most this many compounds per structure (first in table order)")
 
 
 class StructurePairsDataset(Dataset):

@@ -1,15 +1,16 @@
-"""Cross-scale edge sources: drug-target (compound -> protein) and co-occurrence (compound -> cell)."""
+"""Cross-scale edge sources: drug-target (compound -> protein) and co-occurrence (compound -> cell).
+
+Registered by lazy ``"module:Name"`` references, so discovery does not import pandas or torch."""
 
 from cgc_framework.plugin import hookimpl
-
-from .cooccurrence import CooccurrenceEdges, CooccurrenceParams
-from .drug_target import DrugTargetEdges, DrugTargetParams
 
 
 @hookimpl
 def register_edge_sources(register):
-    register("drug_target", DrugTargetEdges, params=DrugTargetParams,
+    register("drug_target", "cgc_plugins.edges.drug_target:DrugTargetEdges",
+             params="cgc_plugins.edges.params:DrugTargetParams",
              description="compound -> target protein nodes from the Repurposing Hub and JUMP-Target tables "
                          "(InChIKey / Broad id join; confidence, has_structure)")
-    register("cooccurrence", CooccurrenceEdges, params=CooccurrenceParams,
+    register("cooccurrence", "cgc_plugins.edges.cooccurrence:CooccurrenceEdges",
+             params="cgc_plugins.edges.params:CooccurrenceParams",
              description="compound -> cell compartments of its experiment, log10 dose (uM) as edge feature")

@@ -11,18 +11,12 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch_geometric.data import HeteroData
 
 from cgc_framework.plugin import EdgeSource, EdgeTypeSpec, FeatureSpec, GraphSchema, Record, RecordError
 from cgc_framework.plugin.roles import TREATMENT
 
-
-class CooccurrenceParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    dose_field: str = Field("dose_um", description="record field with the dose in uM")
-    cell_node_type: str = Field("compartment", description="cell node type the compound is linked to")
+from .params import CooccurrenceParams
 
 
 class CooccurrenceEdges(EdgeSource):

@@ -25,31 +25,17 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch_geometric.data import HeteroData
 
-from cgc_framework.plugin import EdgeSource, EdgeTypeSpec, ExistingPath, FeatureSpec, GraphSchema, NodeTypeSpec, Record
-from cgc_framework.plugin.roles import PROTEIN
+from cgc_framework.plugin import EdgeSource, EdgeTypeSpec, FeatureSpec, GraphSchema, NodeTypeSpec, Record
+from cgc_framework.plugin.roles import TARGET
+
+from .params import DrugTargetParams
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "datasets" / "data" / "targets"
 
-PROTEIN_NODE = NodeTypeSpec((), name="protein", description="target protein (structure)", role=PROTEIN)
+PROTEIN_NODE = NodeTypeSpec((), name="protein", description="target protein (structure)", role=TARGET)
 """The ``protein`` node type as declared here; a protein builder must declare it identically."""
-
-
-class DrugTargetParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    repurposing_edges: ExistingPath | None = Field(
-        None, description="Repurposing Hub compound-target edge list (TSV); default: embedded subset")
-    jump_target: ExistingPath | None = Field(
-        None, description="JUMP-Target compound metadata TSV (broad_sample, InChIKey, target); default: embedded")
-    proteins_index: ExistingPath | None = Field(
-        None, description="proteins/index.csv (gene_symbol, uniprot, file); default: embedded")
-    use_embedded: bool = Field(True, description="fill unset tables with the embedded copies")
-    only_with_structure: bool = Field(False, description="keep only targets with a structure in the index")
-    max_targets: int | None = Field(None, gt=0, description="keep at most this many targets per compound "
-                                                            "(highest confidence, then gene name)")
 
 
 def _gene(s: str) -> str:

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import HGTConv
 
 from cgc_framework.plugin import Encoder, GraphSchema, SchemaInputEmbedding
 
-
-class HGTParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    hidden_dim: int = Field(64, gt=0, description="width of every node embedding")
-    num_layers: int = Field(2, gt=0)
-    heads: int = Field(4, gt=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    edge_features: bool = Field(
-        True, description="add the mean embedding of incoming edges' features to each node's input "
-                          "embedding (see cgc_framework.plugin.input_embedding); HGTConv itself takes no edge features")
+from .params import HGTParams
 
 
 class HGTEncoder(Encoder):

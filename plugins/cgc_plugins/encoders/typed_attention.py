@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax
 
 from cgc_framework.plugin import EdgeType, Encoder, GraphSchema, SchemaInputEmbedding
+
+from .params import TypedAttentionParams
 
 
 class TypedAttentionConv(MessagePassing):
@@ -118,19 +119,6 @@ class TypedAttentionConv(MessagePassing):
 
 def _pair_key(pair: tuple[str, str]) -> str:
     return f"{pair[0]}<-{pair[1]}"
-
-
-class TypedAttentionParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    hidden_dim: int = Field(64, gt=0, description="width of every node embedding")
-    num_layers: int = Field(2, gt=0)
-    heads: int = Field(1, gt=0, description="1 = the proposal's single-head formula")
-    negative_slope: float = Field(0.2, ge=0, description="LeakyReLU slope inside the attention score")
-    dropout: float = Field(0.0, ge=0, lt=1)
-    edge_features: bool = Field(
-        True, description="add the mean embedding of incoming edges' features to each node's input "
-                          "embedding (see cgc_framework.plugin.input_embedding); the layer itself is edge-feature free")
 
 
 class TypedAttentionEncoder(Encoder):

@@ -35,11 +35,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics.pairwise import cosine_similarity
 
 from cgc_framework.plugin import EvaluationContext, EvaluationResult, Evaluator, Record, SkipLog
 
+from .params import CausalConsistencyParams
 from .responses import (
     ResponseTable,
     causal_task_key,
@@ -50,19 +50,6 @@ from .responses import (
     predicted_table,
     run_split_info,
 )
-
-
-class CausalConsistencyParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    split: str = Field("test", description="held-out part of the run's dataset split to predict")
-    task: str | None = Field(None, description="key of the causal head in `tasks:` (default: the one with predict())")
-    max_wells: int | None = Field(None, gt=0, description="seeded subsample of evaluated wells (CPU budgets)")
-    ics: bool = Field(True, description="compute the intervention consistency score")
-    ics_dose_um: float = Field(10.0, gt=0, description="dose of the do() interventions compared by ICS (uM)")
-    n_permutations: int = Field(1000, ge=1, description="permutations of the ICS test")
-    batch_size: int = Field(64, gt=0)
-
 
 # -- ICS ---------------------------------------------------------------------------------------
 

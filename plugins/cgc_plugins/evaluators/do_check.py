@@ -27,25 +27,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 from sklearn.linear_model import Ridge
 
 from cgc_framework.plugin import EvaluationContext, EvaluationResult, Evaluator, Record
 from cgc_framework.plugin.metrics import regression_metrics
 
 from .causal_consistency import training_records
+from .params import DoCheckParams
 from .responses import build_experiment_graphs, causal_task_key, ecfp4, predict_treated, response_table
-
-
-class DoCheckParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    task: str | None = Field(None, description="key of the causal head (default: the one with predict())")
-    reference_plates: list[int] = Field([0, 1], min_length=1, description="plates whose control states are intervened on")
-    doses_um: list[float] | None = Field(None, description="query doses (default: the SCM's doses)")
-    ridge_alpha: float = Field(1.0, gt=0)
-    tolerance: float = Field(0.5, gt=0, description="largest model MSE / mean squared true effect for 'identified'")
-    batch_size: int = Field(64, gt=0)
 
 
 def dose_design(fps: np.ndarray, doses: np.ndarray, levels: np.ndarray) -> np.ndarray:

@@ -29,11 +29,10 @@ import socket
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -43,7 +42,6 @@ from cgc_framework.plugin import (
     EvaluationContext,
     EvaluationResult,
     Evaluator,
-    ExistingPath,
     HeldOutMolecules,
 )
 from cgc_framework.plugin.metrics import classification_metrics, mean_ci
@@ -58,15 +56,16 @@ from .common import (
     pretraining_inchikeys,
 )
 from .molnet import (
-    CLASSIFICATION_SETS,
     MolnetSet,
     load_molnet,
     molnet_cache_dir,
     molnet_data_files,
     scaffold_test_smiles,
 )
+from .params import CLASSIFICATION_SETS as CLASSIFICATION_SETS
+from .params import FewShotParams
+from .params import Method as Method
 
-Method = Literal["pretrained", "untrained", "ecfp_lr", "ecfp_rf"]
 ENCODER_METHODS = ("pretrained", "untrained")
 #: The methods whose features do not depend on the pretraining: their rows can be reused.
 REUSABLE_METHODS = ("untrained", "ecfp_lr", "ecfp_rf")
@@ -76,25 +75,6 @@ PROTOCOL_VERSION = 1
 CLAIM_POLL_S, CLAIM_STALE_S = 2.0, 6 * 3600.0
 #: Training molecules whose untrained-encoder embeddings identify that encoder in a reuse key.
 PROBE_MOLECULES = 64
-
-
-class FewShotParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    datasets: list[Literal[CLASSIFICATION_SETS]] = Field(["bbbp"], min_length=1)  # type: ignore[valid-type]
-    k: list[int] = Field([1, 5, 10, 20], min_length=1, description="labelled examples per class")
-    draws: int = Field(10, ge=1, description="random support sets per k")
-    methods: list[Method] = Field(["pretrained", "untrained", "ecfp_lr", "ecfp_rf"], min_length=1)
-    data_dir: ExistingPath | None = Field(None, description="MoleculeNet CSVs; default: DeepChem downloads")
-    max_tasks: int | None = Field(None, gt=0, description="first N tasks per set (ToxCast has 617)")
-    reuse_baselines: bool = Field(
-        True, description="reuse the rows of untrained / ecfp_lr / ecfp_rf from an earlier evaluation "
-                          "with identical inputs (kept beside DeepChem's featurized splits); a sweep then "
-                          "fits them once per seed instead of once per trial")
-
-    def model_post_init(self, _: object) -> None:
-        if any(k < 1 for k in self.k):
-            raise ValueError(f"k must be >= 1 (k = 0 is the zero-shot evaluator), got {self.k}")
 
 
 def scaffold_held_out(datasets: list[str], data_dir) -> HeldOutMolecules:

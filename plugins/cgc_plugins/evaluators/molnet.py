@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-CLASSIFICATION_SETS = ("tox21", "toxcast", "sider", "clintox", "bbbp", "hiv", "bace", "muv")
-TOXICITY_SETS = ("tox21", "toxcast", "sider", "clintox")
+from .params import CLASSIFICATION_SETS
+from .params import TOXICITY_SETS as TOXICITY_SETS
+
 #: DeepChem's file name of each MoleculeNet classification set (what its loaders read from data_dir).
 MOLNET_FILES = {"tox21": "tox21.csv.gz", "toxcast": "toxcast_data.csv.gz", "sider": "sider.csv.gz",
                 "clintox": "clintox.csv.gz", "bbbp": "BBBP.csv", "hiv": "HIV.csv", "bace": "bace.csv",

@@ -19,35 +19,19 @@ at random from the training groups, never pretrained on) — the in-distribution
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
 from cgc_framework.plugin import EvaluationContext, EvaluationResult, Evaluator
 
 from .causal_consistency import counterfactual, leakage_sentence, response_train_table
 from .common import inchikey14
-from .responses import DatasetRef, causal_task_key, dataset_records, metrics_markdown, run_split_info
+from .params import DatasetRef as DatasetRef
+from .params import OODParams
+from .responses import causal_task_key, dataset_records, metrics_markdown, run_split_info
 
 SUITE_SPLIT = {"dose": "dose", "moa": "moa", "cell_context": None, "custom": None}
-
-
-class OODParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    suite: Literal["dose", "cell_context", "moa", "custom"]
-    id_split: str | None = Field("val", description="in-distribution part of the run's dataset (null: none)")
-    ood_split: str = Field("test", description="OOD part of the run's dataset (unless ood_dataset is given)")
-    ood_dataset: DatasetRef | None = Field(
-        None, description="dataset whose records are the OOD wells (cell_context: e.g. BBBC021 MCF-7)")
-    task: str | None = Field(None, description="key of the causal head (default: the one with predict())")
-    max_wells: int | None = Field(None, gt=0, description="seeded subsample per part (CPU budgets)")
-    batch_size: int = Field(64, gt=0)
-
-    def model_post_init(self, _: object) -> None:
-        if self.suite == "cell_context" and self.ood_dataset is None:
-            raise ValueError("suite cell_context needs ood_dataset (the other cell context's wells)")
 
 
 class OODResponse(Evaluator):

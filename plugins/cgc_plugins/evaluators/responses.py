@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 
@@ -37,18 +36,10 @@ from cgc_framework.plugin import DataError, Dataset, EvaluationContext, Record, 
 from cgc_framework.plugin.metrics import regression_metrics
 
 from .common import dataset_with_splits
+from .params import DatasetRef
 
 META_FIELDS = ("compound_id", "compound_name", "smiles", "inchikey", "dose_um", "moa", "target", "plate",
                "well", "cell_line", "split")
-
-
-class DatasetRef(BaseModel):
-    """A dataset component by registry name and params (as under ``data.dataset`` in the YAML)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
 
 
 # -- records and graphs ------------------------------------------------------------------------
@@ -65,7 +56,7 @@ def dataset_records(ctx: EvaluationContext, include_splits: list[str] | None = N
     elif include_splits is not None:
         ds = dataset_with_splits(plan, include_splits)
     else:
-        ds = plan.registry.create("dataset", plan.dataset_spec.info.name, plan.dataset_spec.params)
+        ds = plan.create_dataset()
     return list(ds.records(SkipLog())), ds
 
 

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
@@ -38,7 +36,6 @@ from cgc_framework.plugin import (
     EvaluationContext,
     EvaluationResult,
     Evaluator,
-    ExistingPath,
     HeldOutMolecules,
     Roles,
 )
@@ -46,23 +43,12 @@ from cgc_framework.plugin.metrics import multitask_classification_metrics
 
 from .common import guard_note, leakage_rows, pretraining_inchikeys
 from .fewshot import scaffold_held_out
-from .molnet import CLASSIFICATION_SETS, Split, load_molnet, molnet_data_files
+from .molnet import Split, load_molnet, molnet_data_files
+from .params import CLASSIFICATION_SETS as CLASSIFICATION_SETS
+from .params import ScaffoldParams
 
 LITERATURE = {"Hu et al. 2020, GIN without pretraining": 67.0,
               "Hu et al. 2020, best 2D pretraining (about)": 74.0}
-
-
-class ScaffoldParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    datasets: list[Literal[CLASSIFICATION_SETS]] = Field(list(CLASSIFICATION_SETS), min_length=1)  # type: ignore[valid-type]
-    protocols: list[Literal["linear_probe", "finetune", "ecfp_lr"]] = ["linear_probe", "finetune", "ecfp_lr"]
-    finetune_init: list[Literal["pretrained", "scratch"]] = ["pretrained", "scratch"]
-    epochs: int = Field(10, gt=0, description="fine-tuning epochs (Hu et al.: 100)")
-    batch_size: int = Field(32, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    max_train: int | None = Field(None, gt=0, description="subsample the training split (CPU budgets)")
-    data_dir: ExistingPath | None = None
 
 
 def _auroc(y: np.ndarray, scores: np.ndarray, present: np.ndarray, tasks: list[str]) -> float:
@@ -216,5 +202,6 @@ def _summary(table: pd.DataFrame, p: ScaffoldParams) -> str:
         lines.append(f"| {method} | " + " | ".join(f"{100 * v:.1f}" for v in row.values) + " |")
     lines += ["", "Literature (averages over the eight sets): " +
               "; ".join(f"{k}: {v:.1f}" for k, v in LITERATURE.items()) + ". The average above covers "
-              f"{len(wide.columns) - 1} set(s)" + ("" if len(wide.columns) - 1 == 8 else ", so it is not directly comparable") + "."]
+              f"{len(wide.columns) - 1} set(s)"
+              + ("" if len(wide.columns) - 1 == 8 else ", so it is not directly comparable") + "."]
     return "\n".join(lines)

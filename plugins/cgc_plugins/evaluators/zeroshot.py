@@ -36,13 +36,12 @@ from __future__ import annotations
 
 from math import comb
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import top_k_accuracy_score
 from torch import Tensor
 from torch_geometric.data import HeteroData
@@ -53,7 +52,6 @@ from cgc_framework.plugin import (
     EvaluationContext,
     EvaluationResult,
     Evaluator,
-    ExistingPath,
     HeldOutMolecules,
     Pretrained,
     Record,
@@ -63,30 +61,13 @@ from cgc_framework.plugin.metrics import SingleClassError, classification_metric
 from cgc_framework.plugin.roles import CELL_STATE
 
 from .common import dataset_with_splits, guard_note, held_out, inchikey14, pretraining_inchikeys
-from .molnet import TOXICITY_SETS, load_molnet, molnet_data_files
+from .molnet import load_molnet, molnet_data_files
+from .params import TOXICITY_SETS as TOXICITY_SETS
+from .params import ZeroShotParams
 from .responses import build_experiment_graphs, causal_task_key, predict_treated
 
 NON_TOXICITY_TASKS = frozenset({"FDA_APPROVED"})  # ClinTox: approval is not a toxicity label
 SCORES = ("predicted_magnitude", "untrained_predicted_magnitude", "measured_magnitude", "logp", "mol_weight")
-
-
-class ZeroShotParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    retrieval: bool = Field(True, description="(a) molecule -> profile retrieval on the held-out compounds")
-    top_k: list[int] = Field([1, 5, 10], min_length=1, description="retrieval cut-offs")
-    toxicity: bool = Field(True, description="(b) predicted response magnitude at the top dose")
-    toxicity_sets: list[Literal[TOXICITY_SETS]] = Field(  # type: ignore[valid-type]
-        ["tox21", "clintox", "sider"], description="MoleculeNet label sources for (b); [] = scores only")
-    data_dir: ExistingPath | None = Field(None, description="MoleculeNet CSVs; default: DeepChem downloads")
-    min_labelled: int = Field(10, ge=2, description="fewest matched, labelled compounds to score a task")
-    min_per_class: int = Field(3, ge=1, description="fewest matched compounds of each class to score a task")
-    max_profiles: int | None = Field(None, gt=0, description="cap on held-out wells (seeded subsample)")
-    batch_size: int = Field(64, gt=0)
-
-    def model_post_init(self, _: object) -> None:
-        if any(k < 1 for k in self.top_k):
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
 
 
 # -- retrieval metrics ----------------------------------------------------------------------------
@@ -354,7 +335,7 @@ class ZeroShotEvaluator(Evaluator):
                 notes.append(f"{name}: labels not loaded ({type(exc).__name__}: {str(exc)[:120]})")
                 continue
             labels = _labels_by_key(ds)
-            key_rows = comp.inchikey14.map(lambda k: labels.get(k))
+            key_rows = comp.inchikey14.map(labels.get)
             hit = key_rows.notna().to_numpy()
             matched[name] = int(hit.sum())
             for t, task in enumerate(ds.tasks):

@@ -1,8 +1,8 @@
-"""Molecule modality plugin: the ``molecule`` modality and the ``rdkit_molecule`` builder."""
+"""Molecule modality plugin: the ``molecule`` modality and the ``rdkit_molecule`` builder.
+
+Registered by lazy ``"module:Name"`` references, so discovery does not import RDKit or torch."""
 
 from cgc_framework.plugin import Modality, hookimpl
-
-from .rdkit_builder import RDKitMoleculeBuilder, RDKitMoleculeParams
 
 
 def _molecule_modality(params: None) -> Modality:
@@ -16,5 +16,6 @@ def register_modalities(register):
 
 @hookimpl
 def register_graph_builders(register):
-    register("rdkit_molecule", RDKitMoleculeBuilder, params=RDKitMoleculeParams,
+    register("rdkit_molecule", "cgc_plugins.molecules.rdkit_builder:RDKitMoleculeBuilder",
+             params="cgc_plugins.molecules.params:RDKitMoleculeParams",
              description="SMILES -> atom/bond graph (RDKit; OGB-style features with 'other' buckets)")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import re
-from typing import Iterator, Literal, NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem
 from rdkit.Chem.MolStandardize import rdMolStandardize
@@ -18,25 +17,13 @@ from torch_geometric.data import HeteroData
 from cgc_framework.plugin import GraphBuilder, GraphSchema, RecordError, hetero_data
 
 from .features import ATOM_MASS_SCALE, ATOM_VOCAB, BOND_VOCAB, byte_tables, encode, molecule_schema
+from .params import RDKitMoleculeParams
 from .rdkit_pickle import ATOM_FIELDS, BOND_FIELDS, Fields, api_fields, decode, fast_decode_enabled
 
 _ATOM_TABLE = byte_tables(ATOM_VOCAB)
 _BOND_TABLE = byte_tables(BOND_VOCAB)
 _DECODED_ATOM_COLUMNS = [list(ATOM_VOCAB).index(f) for f in ATOM_FIELDS]
 assert list(BOND_VOCAB)[:3] == list(BOND_FIELDS)
-
-
-class RDKitMoleculeParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    fragments: Literal["keep", "largest"] = "largest"
-    """``largest``: keep the largest fragment (drops salts and solvents, e.g. ``.Cl``);
-    ``keep``: build every fragment as one disconnected graph."""
-    conformer_3d: bool = False
-    """Embed one ETKDGv3 conformer and add each bond's length (angstrom) as a continuous bond
-    feature. Off by default: it costs ~10-50 ms per molecule and can fail for strained cages
-    (such a molecule is then a skipped record with the reason)."""
-    conformer_seed: int = Field(0, ge=0, description="random seed of the ETKDG embedding")
 
 
 def parse_smiles(smiles: str) -> Chem.Mol:

@@ -5,45 +5,20 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial import cKDTree
 from torch_geometric.data import HeteroData
 
-from cgc_framework.plugin import ExistingPath, GraphBuilder, GraphSchema, RecordError
+from cgc_framework.plugin import GraphBuilder, GraphSchema, RecordError
 
+from .params import BiopythonProteinParams
 from .residue_features import HALOGENS, LIGAND_ELEMENTS, PHYSCHEM_TABLE, SS_UNKNOWN, protein_schema
 from .secondary_structure import dssp_available, dssp_states, geometry_states
 from .structure_io import ResidueTable, read_residues
 
 log = logging.getLogger(__name__)
-
-
-class BiopythonProteinParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    chains: list[str] | None = Field(None, description="chain ids to keep; null = every protein chain")
-    model_index: int = Field(0, ge=0, description="model of an NMR/multi-model file")
-    contact: Literal["ca", "closest_atom"] = Field(
-        "ca", description="'near' edges: CA-CA distance, or closest heavy-atom distance, under the cutoff")
-    cutoff: float = Field(8.0, gt=0, le=30, description="'near' edge cutoff in angstrom")
-    chain_break: float = Field(4.2, gt=0, description="consecutive CAs farther apart (angstrom) are a "
-                                                      "break: no 'next' edge (missing residues)")
-    secondary_structure: Literal["auto", "dssp", "geometry"] = Field(
-        "auto", description="auto: DSSP when mkdssp is installed, else the backbone-geometry fallback")
-    dssp_executable: str = "mkdssp"
-    conservation_dir: ExistingPath | None = Field(
-        None, description="folder of per-structure sidecar CSVs '<file stem>.csv' with columns "
-                          "chain,residue_number[,insertion_code],conservation")
-    plddt: Literal["auto", "bfactor", "none"] = Field(
-        "auto", description="auto: CA B-factor as pLDDT for AlphaFold models only; bfactor: always")
-    ligands: bool = Field(False, description="keep non-water HETATM groups as 'ligand' nodes with "
-                                             "contacts to residues (off by default)")
-    ligand_cutoff: float = Field(4.5, gt=0, le=15, description="ligand-residue contact: closest "
-                                                               "heavy-atom distance in angstrom")
 
 
 class BiopythonProteinBuilder(GraphBuilder):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from cgc_framework.plugin import EdgeTypeSpec, FeatureSpec, GraphSchema, NodeTypeSpec
-from cgc_framework.plugin.roles import PROTEIN, PROTEIN_PART
+from cgc_framework.plugin.roles import TARGET, TARGET_PART
 
 AMINO_ACIDS = ("ALA", "ARG", "ASN", "ASP", "CYS", "GLN", "GLU", "GLY", "HIS", "ILE",
                "LEU", "LYS", "MET", "PHE", "PRO", "SER", "THR", "TRP", "TYR", "VAL")
@@ -83,10 +83,10 @@ def protein_schema(ligands: bool = False) -> GraphSchema:
     ``ligands`` adds the ``ligand`` node type (x ``[L, 8]``, x_cat ``[L, 1]``) with
     ``(ligand, contacts, residue)`` / ``(residue, contacts, ligand)`` edges (closest heavy-atom
     distance, angstrom) and ``(ligand, in, protein)`` / ``(protein, has, ligand)`` membership."""
-    residue = NodeTypeSpec(RESIDUE_CATEGORICAL + RESIDUE_CONTINUOUS, name="residue", role=PROTEIN_PART,
+    residue = NodeTypeSpec(RESIDUE_CATEGORICAL + RESIDUE_CONTINUOUS, name="residue", role=TARGET_PART,
                            description="amino-acid residues of the selected chains (ATOM records)")
     # identical to the drug_target edge source's declaration, so the two schema fragments merge
-    protein = NodeTypeSpec((), name="protein", description="target protein (structure)", role=PROTEIN)
+    protein = NodeTypeSpec((), name="protein", description="target protein (structure)", role=TARGET)
     dist = (FeatureSpec.continuous("distance", unit="angstrom",
                                    description="CA-CA distance (closest heavy-atom distance for "
                                                "'near' edges in closest_atom mode)"),)
@@ -100,7 +100,7 @@ def protein_schema(ligands: bool = False) -> GraphSchema:
     ]
     nodes = [residue, protein]
     if ligands:
-        nodes.append(NodeTypeSpec(LIGAND_CATEGORICAL + LIGAND_CONTINUOUS, name="ligand", role=PROTEIN_PART,
+        nodes.append(NodeTypeSpec(LIGAND_CATEGORICAL + LIGAND_CONTINUOUS, name="ligand", role=TARGET_PART,
                                   description="non-water HETATM group (ligand, ion, modified residue)"))
         contact = (FeatureSpec.continuous("distance", unit="angstrom",
                                           description="closest heavy-atom distance ligand-residue"),)

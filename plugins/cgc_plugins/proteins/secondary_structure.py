@@ -6,7 +6,7 @@ the CA-CA distances spanning it, ``d(i-1, i+1)``, ``d(i-1, i+2)``, ``d(i-2, i+2)
 5.5, 5.3 and 6.2 angstrom, and in a strand when they are near 6.7, 9.9 and 12.4 angstrom; a helix
 core grows by one residue at each end; every other residue (and every residue whose window
 crosses a chain end or break) is coil. On five files of ``shared/data/proteins`` it agrees with
-DSSP's 3-state assignment on 66-87% of residues (tests/test_proteins.py checks >= 65%).
+DSSP's 3-state assignment on 66-87% of residues (tests/plugins/test_proteins.py checks >= 65%).
 """
 
 from __future__ import annotations

@@ -1,20 +1,46 @@
-"""Pretraining-task plugin: self-supervised objectives (proposal §2.2)."""
+"""Pretraining-task plugin: self-supervised objectives (proposal §2.2).
+
+Registered by lazy ``"module:Name"`` references, so discovery does not import torch; the classes
+below are imported on first access (``from cgc_plugins.tasks import CausalIntervention``)."""
+
+from importlib import import_module
+from typing import Any
 
 from cgc_framework.plugin import hookimpl
 
-from .causal import CausalIntervention, CausalParams
-from .contrast import ContrastParams, CrossModalContrast
-from .masked_recovery import MaskedNodeRecovery, MaskedRecoveryParams
+_EXPORTS = {
+    "CausalIntervention": "causal",
+    "CausalParams": "params",
+    "ContrastParams": "params",
+    "CrossModalContrast": "contrast",
+    "MaskedNodeRecovery": "masked_recovery",
+    "MaskedRecoveryParams": "params",
+}
 
 __all__ = ["CausalIntervention", "CausalParams", "ContrastParams", "CrossModalContrast",
            "MaskedNodeRecovery", "MaskedRecoveryParams"]
 
 
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
 @hookimpl
 def register_pretraining_tasks(register):
-    register("masked_recovery", MaskedNodeRecovery, params=MaskedRecoveryParams,
+    register("masked_recovery", "cgc_plugins.tasks.masked_recovery:MaskedNodeRecovery",
+             params="cgc_plugins.tasks.params:MaskedRecoveryParams",
              description="mask node and edge features of every type; recover them (MSE / cross-entropy)")
-    register("contrast", CrossModalContrast, params=ContrastParams,
+    register("contrast", "cgc_plugins.tasks.contrast:CrossModalContrast",
+             params="cgc_plugins.tasks.params:ContrastParams",
              description="symmetric InfoNCE: compound vs the profile it produced, leak-free view")
-    register("causal", CausalIntervention, params=CausalParams,
+    register("causal", "cgc_plugins.tasks.causal:CausalIntervention",
+             params="cgc_plugins.tasks.params:CausalParams",
              description="predict treated cell-node features from control state + compound + dose")

@@ -25,33 +25,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from cgc_framework.plugin import Encoder, GraphSchema, ResponsePredictor, TaskOutput
 from cgc_framework.plugin.roles import control_view, require_treated
 
-from .roles import RoleParams, resolve_roles
-
-DEFAULT_DOSES_UM = [0.04, 0.12, 0.37, 1.11, 3.33, 10.0, 20.0]
-
-
-class CausalParams(RoleParams):
-    dose_anchors_um: list[float] = Field(
-        DEFAULT_DOSES_UM, min_length=1, description="anchor doses (uM) of the interpolated dose encoding")
-    dose_dim: int = Field(16, gt=0, description="width of the dose encoding")
-    dose_attr: str = Field("dose_um", description="graph attribute holding the dose in uM")
-    drop_cooccurrence: bool = Field(
-        True, description="encode z_i without co-occurrence edges (pure control state)")
-    predict_delta: bool = Field(True, description="predict y - x and add x (else predict y directly)")
-
-    @field_validator("dose_anchors_um")
-    @classmethod
-    def _positive_increasing(cls, v: list[float]) -> list[float]:
-        if any(d <= 0 for d in v) or any(b <= a for a, b in zip(v, v[1:])):
-            raise ValueError("dose_anchors_um must be positive and strictly increasing")
-        return v
+from .params import DEFAULT_DOSES_UM as DEFAULT_DOSES_UM
+from .params import CausalParams
+from .roles import resolve_roles
 
 
 class InterpolatedDoseEncoding(nn.Module):

@@ -29,7 +29,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import scatter
@@ -37,16 +36,8 @@ from torch_geometric.utils import scatter
 from cgc_framework.plugin import Encoder, GraphSchema, PretrainingTask, TaskOutput
 from cgc_framework.plugin.roles import treated_view
 
-from .roles import RoleParams, resolve_roles
-
-
-class ContrastParams(RoleParams):
-    temperature: float = Field(0.1, gt=0, description="InfoNCE temperature tau (initial value if learned)")
-    learn_temperature: bool = Field(False, description="learn tau (as log(1/tau)), CLIP style")
-    projection_dim: int = Field(64, gt=0, description="width of the projection heads' output")
-    compound_key: str | None = Field(
-        None, description="graph attribute (int per graph) identifying the compound, for "
-                          "deduplicating positives; default: a hash of the molecule subgraph")
+from .params import ContrastParams
+from .roles import resolve_roles
 
 
 def _projection(hidden_dim: int, out_dim: int) -> nn.Module:

@@ -22,23 +22,12 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from cgc_framework.plugin import EdgeType, Encoder, GraphSchema, PretrainingTask, TaskOutput, edge_key, mask_index
 
-
-class MaskedRecoveryParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    mask_rate: float = Field(0.15, gt=0, lt=1, description="fraction of nodes masked per type")
-    node_types: list[str] | None = Field(
-        None, description="node types to mask (default: every type that has input features)")
-    edge_mask_rate: float | None = Field(
-        None, gt=0, lt=1, description="fraction of edges masked per type (default: mask_rate)")
-    edge_types: list[tuple[str, str, str]] | None = Field(
-        None, description="edge types to mask (default: every type that has edge features; [] = none)")
+from .params import MaskedRecoveryParams
 
 
 class _Head(nn.Module):

@@ -8,30 +8,10 @@ well as the compound node).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from cgc_framework.plugin import EdgeType, GraphSchema
 from cgc_framework.plugin.roles import CELL_STATE, MOLECULE
 
-
-class RoleParams(BaseModel):
-    """Node/edge types of the contrast and causal tasks (``null`` = from the schema's roles)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    molecule_node_types: list[str] | None = Field(
-        None, min_length=1,
-        description="node types whose readout is the molecule embedding; default: the schema's "
-                    "'molecule'-role types (the compound node)")
-    cell_node_types: list[str] | None = Field(
-        None, min_length=1,
-        description="cell node types (control state in x, treated state in y); default: the schema's "
-                    "'cell_state'-role types")
-    cooccurrence_edge_types: list[tuple[str, str, str]] | None = Field(
-        None, description="edge types dropped from views that must not connect a compound to its profile, "
-                          "as [src, rel, dst] triples, e.g. [[compound, treats, compartment], "
-                          "[compartment, treated_by, compound]]; default: the schema's treatment edges "
-                          "(declared 'treatment' or with exactly one end in a cell-state type)")
+from .params import RoleParams
 
 
 def resolve_roles(p: RoleParams, schema: GraphSchema, task: str) -> tuple[list[str], list[str], list[EdgeType]]:

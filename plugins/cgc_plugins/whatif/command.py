@@ -10,8 +10,8 @@ from cgc_framework.plugin import CGCError
 
 def main(argv: list[str] | None = None) -> int:
     """``cgc predict CHECKPOINT --smiles ... --doses 0.1 1 10`` (also ``cgc-predict``): in-silico
-    what-if. Predicts the change of every cell-node feature of a plate's control state under each compound at each dose with the
-    pretrained causal head; writes tables (CSV/Parquet/JSON), PNG plots and summary.md to --out."""
+    what-if. Predicts the change of every cell-node feature of a plate's control state under each
+    compound at each dose with the pretrained causal head; writes tables (CSV/Parquet/JSON), PNG plots and summary.md to --out."""
     parser = argparse.ArgumentParser(prog="cgc-predict", description=main.__doc__)
     parser.add_argument("checkpoint", help="a cgc-framework checkpoint (e.g. <run>/checkpoints/final.pt)")
     parser.add_argument("--smiles", nargs="+", default=[], metavar="SMILES", help="query SMILES")
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list-contexts", action="store_true", help="print the available contexts and exit")
     parser.add_argument("--config", help="the run's config (default: <run>/config.resolved.yaml of the checkpoint)")
     parser.add_argument("--task", help="key of the causal task in the checkpoint (default: the causal one)")
-    parser.add_argument("--out", default="whatif", help="output directory (default: ./whatif)")
+    parser.add_argument("--out", help="output directory (default: <run>/whatif of the checkpoint's run directory)")
     parser.add_argument("--top", type=int, default=10, help="top features per group and nearest compounds (default 10)")
     parser.add_argument("--rank-by", choices=["predicted", "centered", "measured"], default="predicted",
                         help="similarity that ranks the nearest known compounds (default: predicted)")
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         pred = whatif.predict(smiles, doses, args.context, top_k=args.top, rank_by=args.rank_by,
                               extra_fields=fields or None)
+        args.out = args.out or str(whatif.pre.checkpoint.resolve().parent.parent / "whatif")
         files = pred.write(args.out, top=args.top)
     except (CGCError, OSError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -413,7 +413,7 @@ class WhatIf:
         slots: list[ValueSlots] = state["slots"]
         mol_field = self.plan.modalities[self.molecule_modality].modality.record_field
         by_smiles = {}
-        for cid, comp in self.compounds.items():
+        for comp in self.compounds.values():
             by_smiles.setdefault(comp[mol_field], comp)
         queries = []
         for i, s in enumerate(smiles_list):

@@ -2,7 +2,8 @@
 
 Node type ``aa``: one node per residue of the first listed target gene that has a sequence in the
 FASTA file; features: residue identity (categorical, 20 standard amino acids + "other") and
-relative position in the chain (continuous, 0..1). Edge type ``(aa, peptide, aa)``: consecutive
+relative position in the chain (continuous, 0..1); role ``target_part`` (a part of a protein
+target, like the built-in ``residue`` nodes). Edge type ``(aa, peptide, aa)``: consecutive
 residues, both directions. FASTA headers start with the gene symbol (``>EGFR ...``).
 """
 
@@ -15,8 +16,16 @@ from Bio import SeqIO
 from pydantic import BaseModel, ConfigDict, Field
 from torch_geometric.data import HeteroData
 
-from cgc_framework.plugin import (EdgeTypeSpec, ExistingPath, FeatureSpec, GraphBuilder, GraphSchema,
-                                  NodeTypeSpec, RecordError)
+from cgc_framework.plugin import (
+    EdgeTypeSpec,
+    ExistingPath,
+    FeatureSpec,
+    GraphBuilder,
+    GraphSchema,
+    NodeTypeSpec,
+    RecordError,
+)
+from cgc_framework.plugin.roles import TARGET_PART
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 _INDEX = {a: i for i, a in enumerate(AMINO_ACIDS)}  # anything else -> len(AMINO_ACIDS) ("other")
@@ -47,7 +56,7 @@ class FastaSequenceBuilder(GraphBuilder):
     def schema(self) -> GraphSchema:
         aa = NodeTypeSpec((FeatureSpec.categorical("residue", len(AMINO_ACIDS) + 1, "amino acid, 20 + other"),
                            FeatureSpec.continuous("position", description="index / (length - 1)")),
-                          name="aa", description="residue of the target's sequence")
+                          name="aa", description="residue of the target's sequence", role=TARGET_PART)
         peptide = EdgeTypeSpec((), src="aa", rel="peptide", dst="aa", description="sequence neighbours")
         return GraphSchema.of([aa], [peptide])
 

@@ -13,6 +13,7 @@ def builder():
 
 def test_first_target_with_a_sequence_is_built():
     b = builder()
+    assert b.schema().roles.target_part == ("aa",)  # residues of a protein target
     data = b.schema().conform(b.build("NOT_A_GENE|ABL1|EGFR"))
     b.schema().validate(data)
     assert data["aa"].num_nodes == 293  # 1IEP chain A SEQRES

@@ -1,0 +1,115 @@
+"""What a run cost: wall time per phase and the peak memory of the whole process tree.
+
+``time -v`` on ``cgc-run`` sees the driver only; Ray workers, the Ray daemons and featurization
+processes are children of it. :class:`ResourceMonitor` samples the resident set size (RSS) of the
+driver and every descendant process (``psutil``) in a background thread and keeps the peak of their
+sum; :meth:`ResourceMonitor.phase` times named phases (featurize, each stage, each evaluation).
+``resources.json`` in the run directory and the "Resources" section of ``summary.md`` report both.
+
+The sum of RSS over-counts pages shared between processes (a memory-mapped shard read by two
+workers counts twice), so the figure is an upper bound of what the run needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+MB = 1024 * 1024
+
+
+class ResourceMonitor:
+    """Peak RSS of this process and all its descendants (sampled every ``interval`` s) and phase times.
+
+    Use as a context manager around the run; ``monitor.phase("featurize")`` around each phase.
+    """
+
+    def __init__(self, interval: float = 0.2):
+        self.interval = interval
+        self.peak_tree = 0
+        self.peak_driver = 0
+        self.peak_processes = 0
+        self.phases: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = time.perf_counter()
+
+    def sample(self) -> int:
+        """One sample: the summed RSS (bytes) of the tree now; updates the peaks."""
+        import psutil
+
+        me = psutil.Process(os.getpid())
+        try:
+            procs = [me, *me.children(recursive=True)]
+        except psutil.Error:
+            procs = [me]
+        total = 0
+        for p in procs:
+            try:
+                rss = p.memory_info().rss
+            except psutil.Error:  # a worker that exited between listing and reading
+                continue
+            total += rss
+            if p is me:
+                self.peak_driver = max(self.peak_driver, rss)
+        self.peak_tree = max(self.peak_tree, total)
+        self.peak_processes = max(self.peak_processes, len(procs))
+        return total
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> ResourceMonitor:
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name="cgc-resources", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.sample()
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time ``name`` (seconds; a repeated name adds up)."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - t
+
+    def report(self, extra_phases: dict[str, float] | None = None) -> dict[str, Any]:
+        """``{"wall_seconds", "peak_rss_tree_mb", "peak_rss_driver_mb", "max_processes", "phases"}``."""
+        return {"wall_seconds": round(time.perf_counter() - self._t0, 2),
+                "peak_rss_tree_mb": round(self.peak_tree / MB, 1),
+                "peak_rss_driver_mb": round(self.peak_driver / MB, 1),
+                "max_processes": self.peak_processes,
+                "phases": {k: round(v, 2) for k, v in {**self.phases, **(extra_phases or {})}.items()}}
+
+    def write(self, path: Path, extra_phases: dict[str, float] | None = None) -> dict[str, Any]:
+        data = self.report(extra_phases)
+        Path(path).write_text(json.dumps(data, indent=2))
+        return data
+
+
+def stage_seconds(metrics: Any) -> dict[str, float]:
+    """``{"stage <k> <name>": seconds}`` on rank 0: the sum of the stage's step times (``time_s``,
+    which includes loading each step's batches), from a metrics table."""
+    if metrics is None or len(metrics) == 0 or "time_s" not in metrics:
+        return {}
+    out = {}
+    for (idx, name), g in metrics.groupby(["stage_index", "stage"], sort=True):
+        out[f"stage {int(idx) + 1} {name}"] = float(g["time_s"].sum())
+    return out
+
+
+__all__ = ["ResourceMonitor", "stage_seconds"]
