@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cgc_framework.plugin.records import SkipLog
+
 
 class CGCError(Exception):
     """Base class of all errors raised by cgc-framework on purpose."""
@@ -36,4 +41,11 @@ class PluginError(CGCError):
 
 
 class DataError(CGCError):
-    """The data cannot be used at all (e.g. every record was skipped)."""
+    """The data cannot be used at all (e.g. every record was skipped).
+
+    ``skips``: the records skipped on the way, when the error ends featurization (the run writes
+    them to ``skipped_records.csv`` although it stops)."""
+
+    def __init__(self, message: str, *, skips: SkipLog | None = None):
+        self.skips = skips
+        super().__init__(message)

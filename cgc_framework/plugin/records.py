@@ -9,10 +9,13 @@ Nothing is dropped silently.
 from __future__ import annotations
 
 import csv
+import math
+import numbers
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 
 @dataclass(frozen=True)
@@ -78,3 +81,86 @@ class SkipLog:
             writer.writerow(["record_id", "component", "field", "value", "reason"])
             for e in self.entries:
                 writer.writerow([e.record_id, e.component, e.field, e.value, e.reason])
+
+
+# -- record-field conventions -------------------------------------------------------------------
+
+
+def is_missing(value: object) -> bool:
+    """``None`` or a float NaN: the field has no value (a modality's builder is not called)."""
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def dose_problem(value: Any) -> str | None:
+    """Why ``value`` is not a dose in uM (a finite number > 0), or ``None`` when it is one."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        kind = "text" if isinstance(value, str) else type(value).__name__
+        return (f"dose_um is {value!r} ({kind}), not a number: a dose is a finite number > 0 in uM; "
+                f"fix this record's dose in the input")
+    v = float(value)
+    if math.isnan(v):
+        return ("dose_um is NaN (an empty or non-numeric dose cell?): a dose is a finite number > 0 "
+                "in uM; fix this record's dose in the input")
+    if not math.isfinite(v) or v <= 0:
+        return (f"dose_um is {v:g}: a dose must be a finite number > 0 (uM); fix the dose of this "
+                f"record in the input")
+    return None
+
+
+_CXSMILES = re.compile(r"\S+[ \t]+\|[^|]*\|")
+"""A SMILES followed by a CXSMILES extension (``C[C@H](O)CC |&1:1|``): RDKit reads the extension."""
+
+
+def smiles_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be one SMILES as written, or ``None``.
+
+    A SMILES never contains whitespace: RDKit reads up to the first space or tab and takes the rest
+    as the molecule's *name*, so ``"CC O"`` silently builds ethane's fragment ``CC``. Whitespace
+    around the SMILES is harmless; a CXSMILES extension after one space (``"CCO |&1:1|"``) is allowed.
+    """
+    if not isinstance(value, str):
+        return f"smiles is {value!r} ({type(value).__name__}), not text"
+    text = value.strip()
+    if not any(c.isspace() for c in text) or _CXSMILES.fullmatch(text):
+        return None
+    head, rest = text.split(None, 1)
+    return (f"SMILES {value!r} contains whitespace: RDKit would read only {head!r} and take {rest!r} as "
+            f"a name, building another molecule. A SMILES has no spaces or tabs: fix the value (a tab "
+            f"inside a cell, or a table read with the wrong separator?)")
+
+
+@dataclass(frozen=True)
+class FieldConvention:
+    """A documented record field (``docs/graph-conventions.md``, Records) and its check.
+
+    ``check(value)`` returns the reason a present value breaks the convention, or ``None``; a
+    missing value (``None``, NaN) is not checked here (a modality that needs it reports it).
+    """
+
+    field: str
+    meaning: str
+    check: Callable[[Any], str | None]
+
+
+FIELD_CONVENTIONS: tuple[FieldConvention, ...] = (
+    FieldConvention("dose_um", "dose in uM: a finite number > 0 (NaN is rejected, not a missing dose)",
+                    dose_problem),
+    FieldConvention("smiles", "one SMILES: no whitespace inside (a CXSMILES extension ' |...|' is allowed)",
+                    smiles_problem),
+)
+"""Checked for every record before any builder runs (the featurization machinery). A record
+breaking one is skipped and counted (component ``record_check``) with the reason."""
+
+
+def field_problem(fields: Mapping[str, Any]) -> tuple[str, Any, str] | None:
+    """``(field, value, reason)`` of the first convention ``fields`` breaks, or ``None``."""
+    for conv in FIELD_CONVENTIONS:
+        value = fields.get(conv.field)
+        if conv.field == "dose_um" and isinstance(value, float) and value != value:
+            return conv.field, value, dose_problem(value) or ""        # NaN is no missing dose
+        if is_missing(value):
+            continue
+        reason = conv.check(value)
+        if reason is not None:
+            return conv.field, value, reason
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -11,10 +12,30 @@ import pandas as pd
 from cgc_framework.plugin import Dataset, Record, SkipLog
 
 from .params import LincsPlateParams
+from .tables import read_table, require_columns
 
 EMBEDDED_DIR = Path(__file__).parent / "data" / "lincs_a549_SQ00015054"
 EMBEDDED_PROFILES = EMBEDDED_DIR / "lincs_cpg0004_A549_48h_SQ00015054_normalized_feature_select.csv.gz"
 EMBEDDED_COMPOUNDS = EMBEDDED_DIR / "compounds.csv.gz"
+WELL_COLUMNS = ("Metadata_Plate", "Metadata_Well", "Metadata_broad_sample", "Metadata_mmoles_per_liter")
+
+
+def as_number(value: Any) -> Any:
+    """A table cell as a float; an empty cell is NaN and text that is no number stays text, so that
+    the record checks reject the record naming the value (rather than a silent 0 or None)."""
+    if value is None or value is pd.NA:
+        return math.nan
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return value
+    if isinstance(value, bool):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
 
 
 def sha256(path: Path) -> str:
@@ -43,9 +64,15 @@ class LincsPlateDataset(Dataset):
 
     def _read(self) -> pd.DataFrame:
         meta_cols = lambda c: c.startswith("Metadata_")  # noqa: E731 - only metadata is needed here
-        wells = pd.read_csv(self.profiles_path, usecols=meta_cols)
-        compounds = pd.read_csv(self.compounds_path, usecols=["broad_sample", "pert_iname", "smiles"])
-        return wells.merge(compounds, left_on="Metadata_broad_sample", right_on="broad_sample", how="left")
+        wells = read_table(self.profiles_path, "profile table", usecols=meta_cols)
+        require_columns(self.profiles_path, wells.columns, WELL_COLUMNS, "profile table",
+                        "lincs_cellpainting reads LINCS cpg0004 plates (pycytominer level 4); for other "
+                        "tables use the cellpainting_experiments dataset with a column map")
+        compounds = read_table(self.compounds_path, "compound table")
+        require_columns(self.compounds_path, compounds.columns, ("broad_sample", "smiles"), "compound table")
+        compounds = compounds[[c for c in ("broad_sample", "pert_iname", "smiles") if c in compounds.columns]]
+        return wells.merge(compounds.drop_duplicates("broad_sample"), left_on="Metadata_broad_sample",
+                           right_on="broad_sample", how="left")
 
     def records(self, skips: SkipLog) -> Iterator[Record]:
         df = self._read()
@@ -59,7 +86,7 @@ class LincsPlateDataset(Dataset):
                 fields={"smiles": smiles if isinstance(smiles, str) else None,
                         "compound_id": r["Metadata_broad_sample"],
                         "compound_name": r.get("pert_iname"),
-                        "dose_um": float(r["Metadata_mmoles_per_liter"]),
+                        "dose_um": as_number(r["Metadata_mmoles_per_liter"]),
                         "moa": r.get("Metadata_moa"), "target": r.get("Metadata_target"),
                         "plate": r["Metadata_Plate"], "well": r["Metadata_Well"],
                         "cell_line": r.get("Metadata_cell_id")})

@@ -43,7 +43,7 @@ from cgc_framework.plugin import Dataset, Record, SkipLog
 from cgc_plugins.cells.feature_names import is_feature_column
 from cgc_plugins.cells.profile_builder import CellProfile
 
-from .experiment import assign_split
+from .experiment import assign_split, fold_of, group_key
 from .lincs import EMBEDDED_COMPOUNDS, EMBEDDED_PROFILES
 from .params import SCMParams
 from .params import SplitParams as SplitParams
@@ -119,8 +119,13 @@ class SCMCellPainting(Dataset):
     def _fields(self, k: int) -> dict[str, Any]:
         row = self.compounds.iloc[k]
         get = lambda c: row[c] if c in row and isinstance(row[c], str) else None  # noqa: E731
-        return {"compound_id": self.compound_ids[k], "compound_name": get("pert_iname"), "smiles": get("smiles"),
-                "inchikey": get("InChIKey"), "moa": get("moa"), "target": get("target"), "cell_line": "SCM"}
+        from .experiment import inchikey14_of
+
+        smiles = get("smiles")
+        return {"compound_id": self.compound_ids[k], "compound_name": get("pert_iname"), "smiles": smiles,
+                "inchikey": get("InChIKey"), "moa": get("moa"), "target": get("target"), "cell_line": "SCM",
+                "source": "scm", "time_h": None, "activity": None, "active": True,
+                "compound_key": inchikey14_of(smiles) or self.compound_ids[k]}
 
     def records(self, skips: SkipLog) -> Iterator[Record]:
         p = self.p
@@ -141,13 +146,14 @@ class SCMCellPainting(Dataset):
                 rid = f"{plate}:{well}"
                 fields = self._fields(k)
                 fields.update(dose_um=dose, plate=plate, well=well, batch=batch)
-                group = {"compound": fields["compound_id"], "dose": dose, "cell_line": "SCM",
-                         "moa": fields["moa"]}.get(p.split.by)
+                group = group_key(fields, p.split)
                 part = assign_split(group, p.split, rid)
                 self.split_counts[part] = self.split_counts.get(part, 0) + 1
                 if part not in p.include_splits:
                     continue
                 fields["split"] = part
+                if p.split.folds is not None:
+                    fields["fold"] = fold_of(group, p.split)
                 fields["cell_profile"] = CellProfile(self.features, y.astype(np.float32),
                                                      self.controls[b].astype(np.float32), dose, plate)
                 yield Record(rid, fields)

@@ -28,6 +28,7 @@ import pandas as pd
 from cgc_framework.plugin import Dataset, Record, SkipLog
 
 from .params import StructurePairsParams
+from .tables import read_table, require_columns
 
 DATA = Path(__file__).parent / "data"
 EMBEDDED_INDEX = DATA / "targets" / "proteins_index.csv"
@@ -63,29 +64,28 @@ class StructurePairsDataset(Dataset):
         self.edges_path = Path(p.compound_targets or EMBEDDED_EDGES)
         self._counts: dict[str, int] = {}
 
-    def _read(self, path: Path, sep: str, needed: tuple[str, ...]) -> pd.DataFrame:
-        try:
-            df = pd.read_csv(path, sep=sep, dtype=str)
-        except (OSError, ValueError, pd.errors.ParserError) as exc:
-            raise ValueError(f"{path}: cannot read ({exc})") from None
-        missing = [c for c in needed if c not in df.columns]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; has {', '.join(df.columns)}")
+    def _read(self, path: Path, sep: str, needed: tuple[str, ...], what: str, param: str) -> pd.DataFrame:
+        df = read_table(path, what, sep=sep, dtype=str)
+        require_columns(path, df.columns, needed, what, f"Give a table with these columns as "
+                                                       f"data.dataset.params.{param}", sep=sep)
         return df
 
     def records(self, skips: SkipLog) -> Iterator[Record]:
-        index = self._read(self.index_path, ",", INDEX_COLUMNS)
-        edges = self._read(self.edges_path, "\t", EDGE_COLUMNS)
+        index = self._read(self.index_path, ",", INDEX_COLUMNS, "structure index", "index")
+        edges = self._read(self.edges_path, "\t", EDGE_COLUMNS, "compound-target table", "compound_targets")
         wanted = {gene_key(g) for g in self.p.genes} if self.p.genes else None
         by_gene: dict[str, list[dict[str, Any]]] = {}
         for row in edges.to_dict(orient="records"):
             by_gene.setdefault(gene_key(row["target_gene_symbol"]), []).append(row)
-        counts = {"index_rows": len(index), "structures_missing": 0, "structures_without_compounds": 0,
-                  "records": 0}
+        counts: dict[str, Any] = {"index_rows": len(index), "structures_missing": 0,
+                                  "structures_without_compounds": 0, "records": 0}
+        unpaired: dict[str, str] = {}
+        found: set[str] = set()
         for s in index.to_dict(orient="records"):
             gene = gene_key(s["gene_symbol"])
             if wanted is not None and gene not in wanted:
                 continue
+            found.add(gene)
             path = self.structures_dir / str(s["file"])
             if not path.is_file():
                 counts["structures_missing"] += 1
@@ -95,6 +95,8 @@ class StructurePairsDataset(Dataset):
             compounds = by_gene.get(gene, [])
             if not compounds:
                 counts["structures_without_compounds"] += 1
+                unpaired[str(s["file"])] = (f"gene {gene!r} (gene_symbol {s['gene_symbol']!r}) is no target_gene_symbol "
+                                            f"of {self.edges_path.name}" if gene else "the index row has no gene_symbol")
                 continue
             seen: set[str] = set()
             for c in compounds:
@@ -115,6 +117,10 @@ class StructurePairsDataset(Dataset):
                     "inchikey": c.get("inchikey"), "moa": c.get("moa"), "target": gene,
                     "structure_path": str(path.resolve()), "uniprot": s["uniprot"],
                     "gene_symbol": s["gene_symbol"]})
+        if unpaired:
+            counts["structures_without_compounds (file: why)"] = unpaired
+        if wanted is not None and wanted - found:
+            counts["genes_not_in_the_index"] = sorted(wanted - found)
         self._counts = counts
 
     def describe(self) -> dict[str, Any]:

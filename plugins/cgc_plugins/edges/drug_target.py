@@ -16,6 +16,13 @@ Per record, one ``protein`` node per target gene (no input features, ``x`` ``[P,
 
 A compound without any annotated target gets no protein node and stays usable (counted, see
 :meth:`DrugTargetEdges.describe`).
+
+A record with a structure (``structure_path``, built by a protein builder) is linked through its
+gene (:meth:`DrugTargetEdges.add_edges`). When the tables do not list that gene as a target of the
+compound, the pair cannot be linked: a record whose own ``target`` field pairs the compound with
+the structure's gene (the ``structure_pairs`` dataset does) is rejected with the reason (the tables
+disagree with the dataset: give this edge source the table the dataset read); any other record keeps
+its unlinked structure, counted and named in :meth:`describe` with the reason.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ import pandas as pd
 import torch
 from torch_geometric.data import HeteroData
 
-from cgc_framework.plugin import EdgeSource, EdgeTypeSpec, FeatureSpec, GraphSchema, NodeTypeSpec, Record
+from cgc_framework.plugin import EdgeSource, EdgeTypeSpec, FeatureSpec, GraphSchema, NodeTypeSpec, Record, RecordError
 from cgc_framework.plugin.roles import TARGET
+from cgc_plugins.datasets.tables import read_table, require_columns
 
 from .params import DrugTargetParams
 
@@ -55,16 +63,19 @@ class DrugTargetEdges(EdgeSource):
         self.by_key14: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         self.by_brd: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         if "repurposing_hub" in self.paths:
-            df = pd.read_csv(self.paths["repurposing_hub"], sep="\t", dtype=str)
+            df = _table(self.paths["repurposing_hub"], "\t", ("inchikey", "broad_cpd_id", "target_gene_symbol"),
+                        "Repurposing Hub compound-target table", "repurposing_edges")
             self._index(df["inchikey"], df["broad_cpd_id"], df["target_gene_symbol"], "repurposing_hub")
         if "jump_target" in self.paths:
-            df = pd.read_csv(self.paths["jump_target"], sep="\t", dtype=str)
+            df = _table(self.paths["jump_target"], "\t", ("InChIKey", "broad_sample", "target"),
+                        "JUMP-Target compound table", "jump_target")
             self._index(df["InChIKey"], df["broad_sample"], df["target"], "jump_target")
         self.structures: dict[str, tuple[str, str]] = {}
         self.gene_by_file: dict[str, str] = {}
         self.gene_by_uniprot: dict[str, str] = {}
+        self.index_path = Path(idx) if idx is not None else None
         if idx is not None:
-            ix = pd.read_csv(idx, dtype=str)
+            ix = _table(Path(idx), ",", ("gene_symbol", "uniprot", "file"), "proteins index", "proteins_index")
             for g, u, f in zip(ix["gene_symbol"], ix["uniprot"], ix["file"]):
                 self.structures.setdefault(_gene(g), (u, f))
                 self.gene_by_file.setdefault(str(f), _gene(g))
@@ -72,6 +83,8 @@ class DrugTargetEdges(EdgeSource):
         self.n_sources = max(len(self.paths), 1)
         self.stats = {"records": 0, "with_targets": 0, "edges": 0, "targets_with_structure": 0,
                       "structures_linked": 0, "structures_not_a_target": 0, "structures_unidentified": 0}
+        self.unlinked: dict[str, str] = {}
+        """Record id -> why its structure is not linked to its compound (the first 20)."""
 
     def _index(self, keys, brds, genes, source: str) -> None:
         for k, b, gs in zip(keys, brds, genes):
@@ -148,11 +161,21 @@ class DrugTargetEdges(EdgeSource):
             sg = self.structure_gene(record)
             if sg is None:
                 self.stats["structures_unidentified"] += 1
+                self._unlinked(record, f"the structure's gene is unknown: no gene_symbol field, and neither its "
+                                       f"uniprot nor its file name is in {self._index_name()}")
                 sg = "\0structure"                   # a node that no gene can match
             elif sg in tg:
                 self.stats["structures_linked"] += 1
             else:
+                why = self._not_a_target(record, sg, tg)
+                paired = {_gene(t) for t in str(f.get("target") or "").split("|") if t.strip()}
+                if sg in paired:                     # the dataset pairs them; these tables do not
+                    raise RecordError(f"structure {Path(str(f.get('structure_path'))).name} (gene {sg}) is paired "
+                                      f"with this compound by the dataset (its target field), but {why}: the pair "
+                                      f"cannot be linked. Give drug_target the compound-target table the dataset "
+                                      f"read (params repurposing_edges, proteins_index)")
                 self.stats["structures_not_a_target"] += 1
+                self._unlinked(record, why)
             nodes = [sg] + [g for g in genes if g != sg]
         else:
             nodes = genes
@@ -173,6 +196,36 @@ class DrugTargetEdges(EdgeSource):
             data[key].edge_attr = conf.clone()
             data[key].edge_attr_cat = has.clone()
 
+    def _tables(self) -> str:
+        emb = " (embedded subset)" if self.p.use_embedded else ""
+        return ", ".join(f"{k}: {v.name}{emb if v.parent == EMBEDDED else ''}" for k, v in self.paths.items()) \
+            or "no table"
+
+    def _index_name(self) -> str:
+        return self.index_path.name if self.index_path is not None else "the proteins index (none configured)"
+
+    def _not_a_target(self, record: Record, gene: str, targets: dict[str, float]) -> str:
+        f = record.fields
+        who = f"compound {f.get('compound_id') or '?'} (InChIKey {f.get('inchikey') or '?'})"
+        if not targets:
+            return f"{who} is not in drug_target's tables ({self._tables()})"
+        return (f"drug_target's tables ({self._tables()}) list {', '.join(sorted(targets)[:8])} but not {gene} "
+                f"as targets of {who}")
+
+    def _unlinked(self, record: Record, why: str) -> None:
+        if len(self.unlinked) < 20:
+            self.unlinked[record.id] = why
+
     def describe(self) -> dict[str, object]:
-        """Counts since construction (records seen, with >= 1 target, edges, targets with structure)."""
-        return {"sources": {k: v.name for k, v in self.paths.items()}, **self.stats}
+        """Counts since construction (records seen, with >= 1 target, edges, targets with structure,
+        structures linked / not a target / unidentified) and the first unlinked structures by record."""
+        out: dict[str, object] = {"sources": {k: v.name for k, v in self.paths.items()}, **self.stats}
+        if self.unlinked:
+            out["unlinked structures (record: why; first 20)"] = dict(self.unlinked)
+        return out
+
+
+def _table(path: Path, sep: str, needed: tuple[str, ...], what: str, param: str) -> pd.DataFrame:
+    df = read_table(path, what, sep=sep, dtype=str)
+    require_columns(path, df.columns, needed, what, f"Give such a table as the drug_target param {param}", sep=sep)
+    return df

@@ -16,7 +16,7 @@ from cgc_framework.plugin import GraphBuilder, GraphSchema, RecordError
 from .params import BiopythonProteinParams
 from .residue_features import HALOGENS, LIGAND_ELEMENTS, PHYSCHEM_TABLE, SS_UNKNOWN, protein_schema
 from .secondary_structure import dssp_available, dssp_states, geometry_states
-from .structure_io import ResidueTable, read_residues
+from .structure_io import CIF_SUFFIXES, ResidueTable, _open_text, completeness, read_residues
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,14 @@ class BiopythonProteinBuilder(GraphBuilder):
     polarity/10, conservation, conservation_mask, pLDDT, pLDDT_mask), ``residue.x_cat`` int64
     ``[N, 2]`` (amino acid, 3-state secondary structure); ``near``/``next`` edges with the
     distance in angstrom ``[E, 1]``; ``protein.ss_method`` int64 ``[1]`` (0 = DSSP, 1 = geometry).
+
+    A clearly truncated file is rejected; a file that may be incomplete is built and counted, with
+    the warning, in :meth:`describe` (rule: :mod:`.structure_io`). Files are checked when built
+    and, with a featurization cache, when their cache key is computed, so a cache hit is counted too.
     """
 
     modality = "protein"
-    version = "1"
+    version = "2"   # 2: clearly truncated files are rejected (were built smaller)
 
     def __init__(self, params: BiopythonProteinParams | None = None):
         self.params = params or BiopythonProteinParams()
@@ -42,6 +46,9 @@ class BiopythonProteinBuilder(GraphBuilder):
             raise ValueError(f"secondary_structure: dssp, but '{self.params.dssp_executable}' is not "
                              f"installed (Debian/Ubuntu: apt-get install dssp); use 'auto' or 'geometry'")
         self.ss_method: str = mode
+        self.structure_warnings: dict[str, str] = {}
+        """Structure file -> its completeness warning(s), for every file built or looked up so far."""
+        self._checked: set[tuple[str, int, int]] = set()
         log.info("biopython_protein: secondary structure from %s", "DSSP (mkdssp)" if mode == "dssp"
                  else "the backbone-geometry fallback (P-SEA-like; mkdssp not used)")
 
@@ -52,8 +59,18 @@ class BiopythonProteinBuilder(GraphBuilder):
         return {**self.params.model_dump(mode="json"), "ss_method": self.ss_method}
 
     def describe(self) -> dict:
-        """What a run summary should say about this builder."""
-        return {"secondary_structure": "dssp" if self.ss_method == "dssp" else "backbone-geometry fallback"}
+        """What a run summary should say about this builder (secondary structure method; files built
+        although they may be incomplete, with the warning: the first 20)."""
+        out: dict = {"secondary_structure": "dssp" if self.ss_method == "dssp" else "backbone-geometry fallback"}
+        if self.structure_warnings:
+            out["structures that may be incomplete (used)"] = len(self.structure_warnings)
+            out["incomplete? (file: warning; first 20)"] = dict(list(self.structure_warnings.items())[:20])
+        return out
+
+    def _warn(self, path: Path, notes: list[str]) -> None:
+        if notes and str(path) not in self.structure_warnings:
+            self.structure_warnings[str(path)] = "; ".join(notes)
+            log.warning("biopython_protein: %s: %s", path, "; ".join(notes))
 
     def sidecar(self, value: str | Path) -> Path | None:
         """The conservation sidecar CSV of structure ``value``, if one exists."""
@@ -66,12 +83,25 @@ class BiopythonProteinBuilder(GraphBuilder):
         return candidate if candidate.is_file() else None
 
     def cache_inputs(self, value: str | Path) -> list[Path]:
-        """Files whose bytes determine the output (the featurization cache hashes them)."""
+        """Files whose bytes determine the output (the featurization cache hashes them). The file's
+        completeness warnings are recorded here too (a cache hit does not build it)."""
+        path = Path(value)
+        stat = path.stat() if path.is_file() else None
+        key = (str(path), stat.st_size, stat.st_mtime_ns) if stat is not None else None
+        if key is not None and key not in self._checked:
+            self._checked.add(key)
+            try:
+                with _open_text(path) as fh:
+                    _, notes = completeness(fh.read(), path.name.lower().endswith(CIF_SUFFIXES))
+                self._warn(path, notes)
+            except (OSError, EOFError, UnicodeDecodeError):
+                pass                                  # build() reports an unreadable file
         side = self.sidecar(value)
         return [Path(value)] + ([side] if side is not None else [])
 
     def build(self, value: str | Path) -> HeteroData:
         table = read_residues(value, self.params.chains, self.params.model_index, ligands=self.params.ligands)
+        self._warn(table.path, table.warnings)
         data = table_to_graph(table, self._ss(table), self._conservation(table, value),
                               self._plddt(table), self.params, 0 if self.ss_method == "dssp" else 1)
         if self.params.ligands:

@@ -1,0 +1,109 @@
+"""Reading the SMILES a user gives a command (``cgc-embed --smiles-file``, ``cgc predict
+--smiles-file``): every row is accounted for, with its row number.
+
+A file is read as a CSV when its name ends in ``.csv`` (``.csv.gz``) or its first line's first field
+is ``smiles``; the SMILES are its ``smiles`` column (any case). Otherwise it is a text file with one
+SMILES per line (``.gz`` allowed); lines starting with ``#`` are comments. Row numbers are line
+numbers of the file (a CSV's header is line 1). Empty rows (blank lines, empty cells) are not
+SMILES: they are returned apart, so that commands count and name them.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cgc_framework.plugin.errors import DataError
+
+
+@dataclass
+class SmilesRows:
+    """The SMILES of an input, each with its row number, and the rows without one."""
+
+    source: str
+    rows: list[int] = field(default_factory=list)
+    smiles: list[str] = field(default_factory=list)
+    empty: list[int] = field(default_factory=list)
+    """Row numbers of empty rows (blank lines, empty or whitespace-only cells)."""
+    unit: str = "line"
+    """What a row number counts: ``"line"`` (of a file) or ``"argument"`` (of ``--smiles``)."""
+
+    def describe_empty(self, limit: int = 10) -> str:
+        """``"2 empty rows (lines 3, 7)"`` (``""`` when there are none)."""
+        if not self.empty:
+            return ""
+        shown = ", ".join(map(str, self.empty[:limit])) + (", ..." if len(self.empty) > limit else "")
+        s = "s" if len(self.empty) != 1 else ""
+        return f"{len(self.empty)} empty row{s} ({self.unit}{s} {shown})"
+
+
+def smiles_arguments(values: list[str]) -> SmilesRows:
+    """SMILES given on the command line: row = position (1 = the first)."""
+    out = SmilesRows("--smiles", unit="argument")
+    for i, s in enumerate(values, start=1):
+        if s.strip():
+            out.rows.append(i)
+            out.smiles.append(s.strip())
+        else:
+            out.empty.append(i)
+    return out
+
+
+def _is_csv(path: Path, first_line: str) -> bool:
+    name = path.name.lower()
+    return name.endswith((".csv", ".csv.gz")) or first_line.strip().lower().split(",")[0].strip() == "smiles"
+
+
+def read_smiles_file(path: str | Path) -> SmilesRows:
+    """The SMILES of ``path`` (see the module docstring). Raises ``DataError`` naming the file for
+    a missing, binary or unreadable file and for a CSV without a ``smiles`` column."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such SMILES file")
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read as a text file ({type(exc).__name__}: {exc}); give a text file "
+                        f"with one SMILES per line, or a CSV with a 'smiles' column") from None
+    out = SmilesRows(str(path))
+    if lines and _is_csv(path, lines[0]):
+        return _read_csv(path, out)
+    for line_no, line in enumerate(lines, start=1):
+        text = line.strip()
+        if text.startswith("#"):
+            continue
+        if text:
+            out.rows.append(line_no)
+            out.smiles.append(text)
+        else:
+            out.empty.append(line_no)
+    return out
+
+
+def _read_csv(path: Path, out: SmilesRows) -> SmilesRows:
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: cannot read as a CSV table ({type(exc).__name__}: "
+                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+    column = next((c for c in df.columns if str(c).strip().lower() == "smiles"), None)
+    if column is None:
+        raise DataError(f"{path}: no 'smiles' column (columns: {', '.join(map(str, df.columns))}); name the "
+                        f"column holding the SMILES 'smiles', or give a text file with one SMILES per line")
+    for i, value in enumerate(df[column].tolist()):
+        line_no = i + 2                                      # the header is line 1
+        text = str(value).strip() if value is not None else ""
+        if text:
+            out.rows.append(line_no)
+            out.smiles.append(text)
+        else:
+            out.empty.append(line_no)
+    return out
+
+
+__all__ = ["SmilesRows", "read_smiles_file", "smiles_arguments"]
