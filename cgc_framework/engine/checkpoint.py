@@ -17,6 +17,8 @@ checkpoint needs the plugins that trained it installed, never their code pickled
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
 
 CHECKPOINT_FORMAT = "cgc-checkpoint/2"
 """Format marker. Version 2 added node/edge roles to the schema; version 1 files are refused."""
+
+REQUIRED = ("model", "encoder", "tasks", "schema")
+"""Entries every checkpoint has (the weights and what rebuilds the model around them)."""
 
 
 class CheckpointError(CGCError):
@@ -60,12 +65,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file. Checkpoints are written to "
                               f"<run>/checkpoints/ (final.pt, stage<k>_<name>.pt)")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} cannot be read as a cgc-framework checkpoint: empty file (0 bytes)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, not a torch file, foreign pickle: never unpickle it
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    except pickle.UnpicklingError:  # torch's text here proposes unsafe loading: never relay it
         raise CheckpointError(
-            f"{path} cannot be read as a cgc-framework checkpoint ({type(exc).__name__}: {first}). "
+            f"{path} cannot be read as a cgc-framework checkpoint: it holds objects other than tensors and plain "
+            f"values (a pickle, a NumPy file or a foreign torch file), which are never unpickled. Use a checkpoint "
+            f"written by cgc-run (<run>/checkpoints/)") from None
+    except Exception as exc:  # truncated zip, not a torch file at all
+        raise CheckpointError(
+            f"{path} cannot be read as a cgc-framework checkpoint ({type(exc).__name__}: {_first_line(exc)}). "
             f"The file is damaged or truncated, or is not a checkpoint: use another checkpoint of the "
             f"run (<run>/checkpoints/), or `cgc-run --resume <run>` to continue training") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
@@ -74,7 +85,52 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                 "pretraining with this version)" if found == "cgc-checkpoint/1" else "")
         raise CheckpointError(f"{path} is not a cgc-framework checkpoint of format {CHECKPOINT_FORMAT} "
                               f"(found {found!r}){hint}")
+    missing = [k for k in REQUIRED if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} is a damaged cgc-framework checkpoint: it lacks the entries {missing} "
+                              f"(a complete one has {', '.join(REQUIRED)})")
     return ckpt
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error message, without terminal colour codes, whole sentences kept."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def resolve_checkpoint(name_or_path: str | Path, registry: PluginRegistry, base_dir: Path | None = None) -> Path:
+    """A checkpoint path: an existing file (relative to ``base_dir``), else the file of the pretrained
+    model registered under that name (``register_pretrained_models``). ``CheckpointError`` names both."""
+    path = Path(name_or_path).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if path.is_file():
+        return path
+    if str(name_or_path) in registry.names("pretrained_model"):
+        info = registry.get("pretrained_model", str(name_or_path))
+        with registry.guard(info, "locating its weights"):
+            shipped = Path(info.factory(None))
+        if not shipped.is_file():
+            raise CheckpointError(f"pretrained model '{name_or_path}' ({info.origin}) names {shipped}, which does "
+                                  f"not exist: reinstall {info.distribution}")
+        return shipped
+    names = ", ".join(registry.names("pretrained_model")) or "none installed"
+    raise CheckpointError(f"{name_or_path}: no such checkpoint file, and no pretrained model of that name "
+                          f"(pretrained models: {names})")
+
+
+def init_from(model: torch.nn.Module, checkpoint: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    """Copy into ``model`` every tensor of ``checkpoint`` whose name starts with one of ``parts``
+    (``encoder``, ``tasks``) and whose name and shape match. Returns what happened:
+    ``{"loaded": n, "shape_mismatch": [names], "not_in_checkpoint": [names]}``."""
+    own = model.state_dict()
+    theirs = checkpoint["model"]
+    wanted = [k for k in own if k.split(".", 1)[0] in parts]
+    loaded = {k: theirs[k] for k in wanted if k in theirs and theirs[k].shape == own[k].shape}
+    model.load_state_dict({**own, **loaded})
+    return {"loaded": len(loaded),
+            "shape_mismatch": sorted(k for k in wanted if k in theirs and k not in loaded),
+            "not_in_checkpoint": sorted(k for k in wanted if k not in theirs)}
 
 
 def build_model(components: dict[str, Any], schema: GraphSchema, registry: PluginRegistry) -> PretrainModel:
@@ -109,5 +165,5 @@ def load_model(checkpoint: str | Path | dict[str, Any], registry: PluginRegistry
     return model, {k: v for k, v in ckpt.items() if k != "model"}
 
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "build_model", "load_checkpoint", "load_model",
-           "save_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "build_model", "init_from", "load_checkpoint", "load_model",
+           "resolve_checkpoint", "save_checkpoint"]

@@ -78,13 +78,13 @@ def _single_neighbour_attention_params(enc, b) -> set[str]:
     from torch_geometric.utils import degree
 
     dead, live_src = set(), set()
-    for s, t in enc.convs[0].pairs:
+    for s, t in enc.stack.convs[0].pairs:
         deg = [degree(b[k].edge_index[1], b[s].num_nodes) for k in b.edge_types if k[0] == t and k[2] == s]
         if max(float(sum(deg).max()), 0.0) <= 1:
             dead |= {f"lin_q.{s}<-{t}.weight", f"att.{s}<-{t}"}
         else:
             live_src.add(t)
-    dead |= {f"lin_k.{t}.weight" for _, t in enc.convs[0].pairs if t not in live_src}
+    dead |= {f"lin_k.{t}.weight" for _, t in enc.stack.convs[0].pairs if t not in live_src}
     return dead
 
 
@@ -100,7 +100,7 @@ def test_gradients_reach_every_encoder_parameter(batch):
         dead = _single_neighbour_attention_params(enc, b) if name == "typed_attention" else set()
         no_grad = {n for n, p in enc.named_parameters() if p.grad is None or p.grad.abs().sum() == 0}
         expected = {n for n, _ in enc.named_parameters()
-                    if "mask_token" in n or n.split(".", 2)[-1] in dead}
+                    if "mask_token" in n or n.split(".", 3)[-1] in dead}
         assert no_grad == expected, (name, no_grad ^ expected)
         if name == "typed_attention":
             assert "lin_q.atom<-compound.weight" in dead and "lin_q.atom<-atom.weight" not in dead

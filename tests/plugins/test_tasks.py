@@ -112,8 +112,9 @@ def test_masked_recovery_loss_decreases_with_per_type_logs(lincs, kind):
     torch.manual_seed(0)
     enc, task = _encoder(schema, kind), MaskedNodeRecovery(MaskedRecoveryParams(mask_rate=0.3), schema, HIDDEN)
     out = task(Batch.from_data_list(graphs[:8]), enc)
-    assert set(out.logs) == {"atom_loss", "compartment_loss", "atom-bond-atom_loss",
-                             "compound-treats-compartment_loss", "compartment-treated_by-compound_loss"}
+    types = {"atom", "compartment", "atom-bond-atom", "compound-treats-compartment", "compartment-treated_by-compound"}
+    assert set(out.logs) == {f"{t}_{unit}" for t in types for unit in ("loss", "relative")}  # raw and normalized
+    assert all(float(out.logs[f"{t}_relative"]) > 0 for t in types)  # 1 = the best constant prediction
     _decreases(_train(task, enc, graphs, 40))
 
 

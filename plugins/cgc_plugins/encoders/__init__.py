@@ -9,6 +9,8 @@ from typing import Any
 from cgc_framework.plugin import hookimpl
 
 _EXPORTS = {
+    "MoleculeGINEncoder": "gin",
+    "MoleculeGINParams": "params",
     "HGTEncoder": "hgt",
     "HGTParams": "params",
     "TypedAttentionConv": "typed_attention",
@@ -16,7 +18,8 @@ _EXPORTS = {
     "TypedAttentionParams": "params",
 }
 
-__all__ = ["HGTEncoder", "HGTParams", "TypedAttentionConv", "TypedAttentionEncoder", "TypedAttentionParams"]
+__all__ = ["MoleculeGINEncoder", "MoleculeGINParams", "HGTEncoder", "HGTParams",
+            "TypedAttentionConv", "TypedAttentionEncoder", "TypedAttentionParams"]
 
 
 def __getattr__(name: str) -> Any:
@@ -39,3 +42,7 @@ def register_encoders(register):
              params="cgc_plugins.encoders.params:TypedAttentionParams",
              description="the proposal's typed attention (§2.1.3) as a MessagePassing stack, "
                          "residuals and LayerNorm")
+    register("molecule_gin", "cgc_plugins.encoders.gin:MoleculeGINEncoder",
+             params="cgc_plugins.encoders.params:MoleculeGINParams",
+             description="GINEConv over atoms and bonds (Hu et al. 2020) with a sum/mean/attention molecule "
+                         "readout, composed with HGT or typed-attention layers over targets and cells")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 from torch_geometric.data import HeteroData
-from torch_geometric.nn import HGTConv
 
 from cgc_framework.plugin import Encoder, GraphSchema, SchemaInputEmbedding
 
+from .layers import cross_type_stack
 from .params import HGTParams
 
 
@@ -30,16 +30,7 @@ class HGTEncoder(Encoder):
             raise ValueError(f"hidden_dim ({p.hidden_dim}) must be divisible by heads ({p.heads})")
         self.hidden_dim = p.hidden_dim
         self.embed = SchemaInputEmbedding(schema, p.hidden_dim, edge_features=p.edge_features)
-        metadata = schema.metadata()
-        self.convs = nn.ModuleList(HGTConv(p.hidden_dim, p.hidden_dim, metadata, heads=p.heads)
-                                   for _ in range(p.num_layers))
-        self.norms = nn.ModuleList(nn.ModuleDict({t: nn.LayerNorm(p.hidden_dim) for t in metadata[0]})
-                                   for _ in range(p.num_layers))
-        self.dropout = nn.Dropout(p.dropout)
+        self.stack = cross_type_stack("hgt", schema.metadata(), p.hidden_dim, p.num_layers, p.heads, p.dropout)
 
     def forward(self, data: HeteroData) -> dict[str, Tensor]:
-        h = self.embed(data)
-        for conv, norms in zip(self.convs, self.norms):
-            out = conv(h, data.edge_index_dict)
-            h = {t: norms[t](h[t] + self.dropout(out[t])) if out.get(t) is not None else h[t] for t in h}
-        return h
+        return self.stack(self.embed(data), data.edge_index_dict)

@@ -25,6 +25,7 @@ from torch_geometric.utils import softmax
 
 from cgc_framework.plugin import EdgeType, Encoder, GraphSchema, SchemaInputEmbedding
 
+from .layers import cross_type_stack
 from .params import TypedAttentionParams
 
 
@@ -135,17 +136,8 @@ class TypedAttentionEncoder(Encoder):
             raise ValueError(f"hidden_dim ({p.hidden_dim}) must be divisible by heads ({p.heads})")
         self.hidden_dim = p.hidden_dim
         self.embed = SchemaInputEmbedding(schema, p.hidden_dim, edge_features=p.edge_features)
-        metadata = schema.metadata()
-        self.convs = nn.ModuleList(TypedAttentionConv(p.hidden_dim, metadata, p.heads, p.negative_slope)
-                                   for _ in range(p.num_layers))
-        self.norms = nn.ModuleList(nn.ModuleDict({t: nn.LayerNorm(p.hidden_dim) for t in metadata[0]})
-                                   for _ in range(p.num_layers))
-        self.dropout = nn.Dropout(p.dropout)
+        self.stack = cross_type_stack("typed_attention", schema.metadata(), p.hidden_dim, p.num_layers, p.heads,
+                                      p.dropout, p.negative_slope)
 
     def forward(self, data: HeteroData) -> dict[str, Tensor]:
-        h = self.embed(data)
-        edge_index_dict = data.edge_index_dict
-        for conv, norms in zip(self.convs, self.norms):
-            out = conv(h, edge_index_dict)
-            h = {t: norms[t](h[t] + self.dropout(out[t])) if t in out else h[t] for t in h}
-        return h
+        return self.stack(self.embed(data), data.edge_index_dict)

@@ -3,9 +3,11 @@
 Protocol, per data set and task: DeepChem's scaffold split; for each k in ``k`` and each of
 ``draws`` random draws, a support set of k positive and k negative training molecules (labelled
 ones only); a classifier is fitted on the support set and scored on every labelled molecule of the
-scaffold test split. Methods compared on the same support sets: the pretrained encoder
+scaffold test split (``split: valid`` scores the validation split instead, to choose settings without
+touching test). Methods compared on the same support sets: the pretrained encoder
 (``pretrained``), the same encoder with untrained weights (``untrained``), ECFP4 + logistic
-regression (``ecfp_lr``) and ECFP4 + random forest (``ecfp_rf``). Tasks whose test labels hold one
+regression (``ecfp_lr``), ECFP4 + random forest (``ecfp_rf``) and, with the ``baselines`` extra,
+frozen MiniMol embeddings + logistic regression (``minimol``, :mod:`.minimol`). Tasks whose test labels hold one
 class, or whose training labels cannot supply k of each class, are listed, not averaged in.
 Output: one row per data set x task x method x k x draw x metric; the summary reports the AUROC
 macro-averaged over tasks, mean and 95% CI over draws.
@@ -55,12 +57,14 @@ from .common import (
     molecule_graphs,
     pretraining_inchikeys,
 )
+from .minimol import DIM as MINIMOL_DIM
+from .minimol import minimol_embeddings, minimol_version
 from .molnet import (
     MolnetSet,
     load_molnet,
     molnet_cache_dir,
     molnet_data_files,
-    scaffold_test_smiles,
+    scaffold_split_smiles,
 )
 from .params import CLASSIFICATION_SETS as CLASSIFICATION_SETS
 from .params import FewShotParams
@@ -68,7 +72,7 @@ from .params import Method as Method
 
 ENCODER_METHODS = ("pretrained", "untrained")
 #: The methods whose features do not depend on the pretraining: their rows can be reused.
-REUSABLE_METHODS = ("untrained", "ecfp_lr", "ecfp_rf")
+REUSABLE_METHODS = ("untrained", "ecfp_lr", "ecfp_rf", "minimol")
 #: Part of every reuse key: bump it when the protocol (classifiers, draws, metrics) changes.
 PROTOCOL_VERSION = 1
 #: While another process computes rows this one needs: poll interval; a claim older than this is stale.
@@ -77,10 +81,10 @@ CLAIM_POLL_S, CLAIM_STALE_S = 2.0, 6 * 3600.0
 PROBE_MOLECULES = 64
 
 
-def scaffold_held_out(datasets: list[str], data_dir) -> HeldOutMolecules:
-    """The scaffold test molecules of ``datasets`` (InChIKey14), for the leakage guard."""
-    return held_out((inchikey14(s), f"scaffold test split of {name}")
-                    for name in datasets for s in scaffold_test_smiles(name, data_dir))
+def scaffold_held_out(datasets: list[str], data_dir, splits: tuple[str, ...] = ("test",)) -> HeldOutMolecules:
+    """The scaffold ``splits`` molecules of ``datasets`` (InChIKey14), for the leakage guard."""
+    return held_out((inchikey14(s), f"scaffold {split} split of {name}")
+                    for name in datasets for split in splits for s in scaffold_split_smiles(name, data_dir, split))
 
 
 def _support(y: np.ndarray, present: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray | None:
@@ -132,6 +136,7 @@ class SetInputs:
     train_graphs: list
     test_graphs: list
     ecfp: tuple[np.ndarray, np.ndarray]
+    smiles: tuple[np.ndarray, np.ndarray]
     labels: Labels
     draws: list[Draw]
 
@@ -261,14 +266,15 @@ class FewShotEvaluator(Evaluator):
         self.params = params or FewShotParams()
 
     def comparisons(self) -> list[Comparison]:
-        baselines = tuple(m for m in ("ecfp_lr", "ecfp_rf", "untrained") if m in self.params.methods)
+        baselines = tuple(m for m in ("ecfp_lr", "ecfp_rf", "untrained", "minimol") if m in self.params.methods)
         return [Comparison("few_shot", "pretrained", baselines, "auroc", title="Few-shot AUROC")]
 
     def data_files(self) -> dict[str, list[Path]]:
         return molnet_data_files(self.params.model_dump())
 
     def held_out_molecules(self, plan) -> HeldOutMolecules:
-        return scaffold_held_out(self.params.datasets, self.params.data_dir)
+        splits = ("test",) if self.params.split == "test" else ("test", "valid")
+        return scaffold_held_out(self.params.datasets, self.params.data_dir, splits)
 
     def _inputs(self, name: str, ds: MolnetSet, encoders: dict[str, Any], seed: int, notes: list[str]) -> SetInputs:
         """Molecule graphs (built once, for every encoder: same builders), the kept molecules'
@@ -277,23 +283,41 @@ class FewShotEvaluator(Evaluator):
         p = self.params
         pre = next(iter(encoders.values()), None)
         tr_graphs, tr_keep = molecule_graphs(pre, ds.train.smiles) if pre else ([], np.ones(len(ds.train.smiles), bool))
-        te_graphs, te_keep = molecule_graphs(pre, ds.test.smiles) if pre else ([], np.ones(len(ds.test.smiles), bool))
+        ev = ds.test if p.split == "test" else ds.valid  # the scored split
+        te_graphs, te_keep = molecule_graphs(pre, ev.smiles) if pre else ([], np.ones(len(ev.smiles), bool))
         if (~tr_keep).sum() or (~te_keep).sum():
-            notes.append(f"{name}: {(~tr_keep).sum()} train / {(~te_keep).sum()} test molecules "
+            notes.append(f"{name}: {(~tr_keep).sum()} train / {(~te_keep).sum()} {p.split} molecules "
                          f"rejected by the molecule builder, excluded for every method")
-        lab = Labels(ds.train.y[tr_keep], ds.train.present[tr_keep], ds.test.y[te_keep], ds.test.present[te_keep])
+        lab = Labels(ds.train.y[tr_keep], ds.train.present[tr_keep], ev.y[te_keep], ev.present[te_keep])
         tasks = ds.tasks[: p.max_tasks] if p.max_tasks else ds.tasks
-        return SetInputs(name, tr_graphs, te_graphs, (ds.train.ecfp[tr_keep], ds.test.ecfp[te_keep]), lab,
+        return SetInputs(name, tr_graphs, te_graphs, (ds.train.ecfp[tr_keep], ev.ecfp[te_keep]),
+                         (ds.train.smiles[tr_keep], ev.smiles[te_keep]), lab,
                          _draws(name, tasks, lab, p.k, p.draws, seed, notes))
 
     def _keys(self, s: SetInputs, encoders: dict[str, Any], cache: ReusedRows, seed: int) -> dict[str, str]:
         """The reuse key of each reusable method in ``params.methods``."""
         keys = {}
         for method in (m for m in self.params.methods if m in REUSABLE_METHODS):
-            features = _digest(*s.ecfp) if method not in ENCODER_METHODS else \
-                _digest(embed_molecules(encoders[method], s.train_graphs[:PROBE_MOLECULES]))
+            if method == "minimol":
+                features = _digest(minimol_version(), *[str(x) for part in s.smiles for x in part])
+            elif method in ENCODER_METHODS:
+                features = _digest(embed_molecules(encoders[method], s.train_graphs[:PROBE_MOLECULES]))
+            else:
+                features = _digest(*s.ecfp)
             keys[method] = cache.key(s.name, method, features, s.labels, self.params, seed)
         return keys
+
+    def _features(self, s: SetInputs, method: str, encoders: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """``(train, evaluated)`` features of ``method``."""
+        if method in ENCODER_METHODS:
+            return embed_molecules(encoders[method], s.train_graphs), embed_molecules(encoders[method], s.test_graphs)
+        if method == "minimol":  # embed only the training molecules some support set uses (MiniMol is slow)
+            folder = molnet_cache_dir(self.params.data_dir)
+            used = np.unique(np.concatenate([d.support for d in s.draws])) if s.draws else np.zeros(0, int)
+            train = np.zeros((len(s.smiles[0]), MINIMOL_DIM), dtype=np.float32)
+            train[used] = minimol_embeddings([str(x) for x in s.smiles[0][used]], folder)[0]
+            return train, minimol_embeddings([str(x) for x in s.smiles[1]], folder)[0]
+        return s.ecfp
 
     def _rows(self, s: SetInputs, methods: list[str], keys: dict[str, str], encoders: dict[str, Any],
               cache: ReusedRows | None, seed: int) -> tuple[dict[str, list[dict]], list[str]]:
@@ -311,8 +335,7 @@ class FewShotEvaluator(Evaluator):
                     busy.append(method)
                     continue
             try:
-                x = s.ecfp if method not in ENCODER_METHODS else \
-                    (embed_molecules(encoders[method], s.train_graphs), embed_molecules(encoders[method], s.test_graphs))
+                x = self._features(s, method, encoders)
                 done[method] = _method_rows(s.name, method, x, s.labels, s.draws, seed)
                 if key is not None:
                     cache.put(key, done[method])
@@ -350,7 +373,7 @@ class FewShotEvaluator(Evaluator):
                 busy = still
         rows = [r for done in per_set for method in p.methods for r in done[method]]
         table, leaks = pd.DataFrame(rows), pd.DataFrame(leakage)
-        text = summarize(table, sorted(set(notes)))
+        text = summarize(table, sorted(set(notes)), split=p.split)
         if cache is not None and cache.reused:
             text += (f"\n\nReused rows (identical data, support sets and features; `reuse_baselines: false` "
                      f"refits them): {', '.join(cache.reused)}, from `{cache.folder}`.")
@@ -362,12 +385,12 @@ class FewShotEvaluator(Evaluator):
         return EvaluationResult({"few_shot": table, "leakage": leaks}, text)
 
 
-def summarize(table: pd.DataFrame, notes: list[str]) -> str:
+def summarize(table: pd.DataFrame, notes: list[str], split: str = "test") -> str:
     """Markdown: AUROC macro over tasks per draw, then mean [95% CI] over draws, per set/method/k."""
     if table.empty:
         return "No few-shot result: " + "; ".join(notes)
     auc = table[table.metric == "auroc"].groupby(["dataset", "method", "k", "draw"])["value"].mean()
-    lines = ["Few-shot AUROC (scaffold test split; mean [95% CI] over support draws, macro over tasks):", "",
+    lines = [f"Few-shot AUROC (scaffold {split} split; mean [95% CI] over support draws, macro over tasks):", "",
              "| dataset | method | " + " | ".join(f"k={k}" for k in sorted(table.k.unique())) + " |",
              "|---|---|" + "---|" * table.k.nunique()]
     for (ds, method), df in auc.groupby(level=["dataset", "method"]):

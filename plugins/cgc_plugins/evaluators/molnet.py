@@ -16,7 +16,7 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -114,14 +114,36 @@ def load_molnet(name: str, data_dir: Path | None, save_dir: Path | None = None, 
     kwargs = {"featurizer": "ECFP", "splitter": "scaffold", "save_dir": str(save_dir), "reload": True}
     if data_dir is not None:
         kwargs["data_dir"] = str(data_dir)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            tasks, (train, valid, test), _ = _loader(name)(**kwargs)
-    except (OSError, ValueError, EOFError):  # a cache folder half-written by a concurrent process
-        kwargs["save_dir"] = tempfile.mkdtemp(prefix="cgc-molnet-")
-        with contextlib.redirect_stdout(io.StringIO()):
-            tasks, (train, valid, test), _ = _loader(name)(**kwargs)
+    # one process at a time featurizes a set into (or reads it from) the shared cache folder: parallel
+    # sweep trials otherwise read shards another trial is still writing
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    with _exclusive(Path(save_dir) / f".{name}.lock"):
+        try:
+            return _load(name, kwargs)
+        except (OSError, ValueError, EOFError):  # a cache folder left half-written by a killed process
+            return _load(name, {**kwargs, "save_dir": tempfile.mkdtemp(prefix="cgc-molnet-")})
+
+
+def _load(name: str, kwargs: dict[str, Any]) -> MolnetSet:
+    with contextlib.redirect_stdout(io.StringIO()):
+        tasks, (train, valid, test), _ = _loader(name)(**kwargs)
     return MolnetSet(name, list(tasks), _split(train), _split(valid), _split(test))
+
+
+@contextlib.contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``lock_file`` (POSIX ``flock``; no lock where there is none)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no cross-process lock
+        yield
+        return
+    with open(lock_file, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _split(ds) -> Split:
@@ -132,6 +154,6 @@ def _split(ds) -> Split:
                  (np.asarray(ds.w) > 0).reshape(n, -1))
 
 
-def scaffold_test_smiles(name: str, data_dir: Path | None) -> list[str]:
-    """SMILES of the scaffold test split of ``name`` (what the leakage guard holds out)."""
-    return [str(x) for x in load_molnet(name, data_dir).test.smiles]
+def scaffold_split_smiles(name: str, data_dir: Path | None, split: str = "test") -> list[str]:
+    """SMILES of the scaffold ``split`` (test, valid) of ``name`` (what the leakage guard holds out)."""
+    return [str(x) for x in getattr(load_molnet(name, data_dir), split).smiles]

@@ -43,7 +43,8 @@ from cgc_framework.plugin.metrics import multitask_classification_metrics
 
 from .common import guard_note, leakage_rows, pretraining_inchikeys
 from .fewshot import scaffold_held_out
-from .molnet import Split, load_molnet, molnet_data_files
+from .minimol import minimol_embeddings
+from .molnet import Split, load_molnet, molnet_cache_dir, molnet_data_files
 from .params import CLASSIFICATION_SETS as CLASSIFICATION_SETS
 from .params import ScaffoldParams
 
@@ -163,7 +164,14 @@ class ScaffoldBenchmark(Evaluator):
                 base = {"dataset": name, "n_train": len(sub["train"].smiles), "n_test": len(sub["test"].smiles)}
                 if "ecfp_lr" in p.protocols:
                     rows.append({**base, "protocol": "ecfp_lr", "init": "-",
-                                 "test_auroc": _probe(sub["train"].ecfp, sub["train"], sub["test"].ecfp, sub["test"], ds.tasks)})
+                                 "test_auroc": _probe(sub["train"].ecfp, sub["train"], sub["test"].ecfp, sub["test"],
+                                                      ds.tasks)})
+                if "minimol_lr" in p.protocols:
+                    folder = molnet_cache_dir(p.data_dir)
+                    mm_tr, mm_te = (minimol_embeddings([str(x) for x in sub[part].smiles], folder)[0]
+                                    for part in ("train", "test"))
+                    rows.append({**base, "protocol": "minimol_lr", "init": "-",
+                                 "test_auroc": _probe(mm_tr, sub["train"], mm_te, sub["test"], ds.tasks)})
                 if "linear_probe" in p.protocols:
                     for init, pre in (("pretrained", pretrained), ("untrained", untrained)):
                         with torch.no_grad():

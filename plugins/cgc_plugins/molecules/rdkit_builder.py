@@ -15,7 +15,9 @@ from rdkit.Chem.MolStandardize import rdMolStandardize
 from torch_geometric.data import HeteroData
 
 from cgc_framework.plugin import GraphBuilder, GraphSchema, RecordError, hetero_data
+from cgc_framework.plugin.records import smiles_problem
 
+from .descriptors import descriptor_row, fingerprint_bits
 from .features import ATOM_MASS_SCALE, ATOM_VOCAB, BOND_VOCAB, byte_tables, encode, molecule_schema
 from .params import RDKitMoleculeParams
 from .rdkit_pickle import ATOM_FIELDS, BOND_FIELDS, Fields, api_fields, decode, fast_decode_enabled
@@ -27,9 +29,17 @@ assert list(BOND_VOCAB)[:3] == list(BOND_FIELDS)
 
 
 def parse_smiles(smiles: str) -> Chem.Mol:
-    """Parse and sanitize; raise ``RecordError`` with RDKit's own reason."""
+    """Parse and sanitize; raise ``RecordError`` with RDKit's own reason.
+
+    A SMILES with whitespace inside (``"CC O"``, a tab) is rejected rather than cut at the space
+    (RDKit would take the rest as the molecule's name): the record field convention
+    :func:`cgc_framework.plugin.records.smiles_problem`. A CXSMILES extension (``"CCO |&1:1|"``)
+    and surrounding whitespace are accepted."""
     if not isinstance(smiles, str) or not smiles.strip():
         raise RecordError("empty SMILES")
+    problem = smiles_problem(smiles)
+    if problem is not None:
+        raise RecordError(problem)
     capture = getattr(rdBase, "CaptureErrorLog", None)
     if capture is not None:
         with capture() as log:
@@ -61,7 +71,7 @@ class RDKitMoleculeBuilder(GraphBuilder):
     one ``compound`` node joined to every atom. Features: :func:`.features.molecule_schema`."""
 
     modality = "molecule"
-    version = "2"
+    version = "3"   # 3: a SMILES with whitespace inside is rejected (was cut at the space)
 
     def __init__(self, params: RDKitMoleculeParams | None = None):
         self.params = params or RDKitMoleculeParams()
@@ -102,6 +112,7 @@ class RDKitMoleculeBuilder(GraphBuilder):
         out: list[HeteroData | RecordError] = [None] * len(values)  # type: ignore[list-item]
         read: list[MoleculeFields] = []
         where: list[int] = []
+        mols: list[Chem.Mol] = []
         for k, value in enumerate(values):
             try:
                 mol = self.mol(value)
@@ -111,7 +122,13 @@ class RDKitMoleculeBuilder(GraphBuilder):
                 continue
             read.append(read_molecule(mol, lengths, has_isotopes=_ISOTOPE_LABEL.search(value) is not None))
             where.append(k)
-        for k, graph in zip(where, graphs_of(read)):
+            mols.append(mol)
+        for k, graph, mol in zip(where, graphs_of(read), mols):
+            if self.params.descriptors:
+                graph.mol_descriptors = torch.tensor([descriptor_row(mol)], dtype=torch.float32)  # [1, D]
+            if self.params.fingerprint_bits:
+                packed = fingerprint_bits(mol, self.params.fingerprint_bits)
+                graph.mol_fingerprint = torch.frombuffer(bytearray(packed), dtype=torch.uint8).view(1, -1)  # [1, N/8]
             out[k] = graph
         return out
 

@@ -11,9 +11,17 @@ edge mask token). The reverse copy of a masked edge (same node pair in the other
 same or any other edge type between the two node types) is masked too, so an encoder that reads
 edge features cannot copy the answer from it. A head ``f_edge([z_i || z_j])`` recovers the originals.
 
-Losses: MSE on continuous columns, cross-entropy on each categorical column, averaged per type;
-the task loss is the mean over the types present in the batch. Per-type losses are logged as
-``<node type>_loss`` and ``<src>-<rel>-<dst>_loss`` (no ``|``: the names go into Markdown tables).
+Losses: MSE on continuous columns, cross-entropy on each categorical column. With ``weighting:
+normalized`` (default) a type's loss is the sum of its terms' losses divided by the sum of their
+*trivial* losses — the loss of the best constant prediction of the same masked targets (their
+variance; the entropy of their classes) — so every type is measured in the same unit (1 = no better
+than predicting the average, 0 = perfect), terms with (nearly) constant targets (variance or entropy
+below ``CONSTANT_TARGET``, e.g. a control state that is the same in every well) are left out, and a
+type whose targets are all constant drops out of the objective instead of diluting it.
+``weighting: mean`` averages the raw per-type losses. The task loss is the mean over the types
+present in the batch. Per-type raw losses are logged as ``<node type>_loss`` and
+``<src>-<rel>-<dst>_loss`` (no ``|``: the names go into Markdown tables), normalized ones as
+``<type>_relative``.
 """
 
 from __future__ import annotations
@@ -29,6 +37,10 @@ from cgc_framework.plugin import EdgeType, Encoder, GraphSchema, PretrainingTask
 
 from .params import MaskedRecoveryParams
 
+CONSTANT_TARGET = 1e-3
+"""A term whose trivial loss (variance, class entropy in nats) is below this has (nearly) constant
+targets in the batch and is left out of the normalized loss."""
+
 
 class _Head(nn.Module):
     """Continuous regression + one classifier per categorical column, from ``[N, in_dim]``."""
@@ -38,13 +50,30 @@ class _Head(nn.Module):
         self.continuous = nn.Linear(in_dim, continuous_dim) if continuous_dim else None
         self.categorical = nn.ModuleList(nn.Linear(in_dim, c) for c in cardinalities)
 
-    def loss(self, z: Tensor, x: Tensor, x_cat: Tensor) -> Tensor:
-        parts = []
+    def loss(self, z: Tensor, x: Tensor, x_cat: Tensor, normalized: bool = False) -> tuple[Tensor, Tensor] | None:
+        """``(loss, raw loss)`` of one type's masked items; raw loss: the mean over its terms (the
+        continuous columns, each categorical column). ``normalized``: the sum of the terms' losses
+        divided by the sum of their trivial losses (the loss of the best constant prediction of the
+        same targets: their mean squared deviation; the entropy of their class frequencies), terms
+        whose targets are (nearly) constant left out; ``None`` when none is left."""
+        terms, raw = [], []
         if self.continuous is not None:
-            parts.append(F.mse_loss(self.continuous(z), x))
+            mse = F.mse_loss(self.continuous(z), x)
+            raw.append(mse)
+            terms.append((mse, (x - x.mean(0)).pow(2).mean()))
         for col, lin in enumerate(self.categorical):
-            parts.append(F.cross_entropy(lin(z), x_cat[:, col]))
-        return torch.stack(parts).mean()
+            ce = F.cross_entropy(lin(z), x_cat[:, col])
+            raw.append(ce)
+            p = torch.bincount(x_cat[:, col], minlength=lin.out_features).float()
+            p = p[p > 0] / p.sum()
+            terms.append((ce, -(p * p.log()).sum()))
+        raw_loss = torch.stack(raw).mean()
+        if not normalized:
+            return raw_loss, raw_loss
+        kept = [(loss, trivial.detach()) for loss, trivial in terms if float(trivial) > CONSTANT_TARGET]
+        if not kept:
+            return None
+        return torch.stack([k[0] for k in kept]).sum() / torch.stack([k[1] for k in kept]).sum(), raw_loss
 
 
 class _EdgeHead(_Head):
@@ -148,16 +177,24 @@ class MaskedNodeRecovery(PretrainingTask):
     def forward(self, batch: HeteroData, encoder: Encoder) -> TaskOutput:
         view, masks, edge_masks = self.corrupt(batch)
         z = encoder(view)
-        losses: dict[str, Tensor] = {}
+        normalized = self.params.weighting == "normalized"
+        results: dict[str, tuple[Tensor, Tensor] | None] = {}
         for t, mask in masks.items():
-            losses[t] = self.heads[t].loss(z[t][mask], batch[t].x[mask], batch[t].x_cat[mask])
+            results[t] = self.heads[t].loss(z[t][mask], batch[t].x[mask], batch[t].x_cat[mask], normalized)
         for k, mask in edge_masks.items():
             head = self.edge_heads[edge_key(k)]
             src, dst = batch[k].edge_index[:, mask]
             pair = head.pair(torch.cat([z[k[0]][src], z[k[2]][dst]], dim=-1))  # [E_masked, D]
-            losses["-".join(k)] = head.loss(pair, batch[k].edge_attr[mask], batch[k].edge_attr_cat[mask])
-        loss = torch.stack(list(losses.values())).mean()
-        return TaskOutput(loss, {f"{t}_loss": v for t, v in losses.items()})
+            results["-".join(k)] = head.loss(pair, batch[k].edge_attr[mask], batch[k].edge_attr_cat[mask], normalized)
+        kept = {t: r for t, r in results.items() if r is not None}
+        if kept:
+            loss = torch.stack([r[0] for r in kept.values()]).mean()
+        else:  # every masked target was constant: nothing to learn from this batch
+            loss = sum(v.sum() for v in z.values()) * 0.0
+        logs = {f"{t}_loss": r[1] for t, r in kept.items()}
+        if normalized:
+            logs.update({f"{t}_relative": r[0] for t, r in kept.items()})
+        return TaskOutput(loss, logs)
 
 
 def _draw(n: int, rate: float, device: torch.device) -> Tensor:
