@@ -162,7 +162,12 @@ def dose_run(tmp_path_factory, registry_yaml):
 def test_counterfactual_table_scores_model_and_baselines_on_held_out_doses(dose_run):
     d = dose_run.run_dir / "evaluations" / "cc"
     table = pd.read_csv(d / "counterfactual.csv")
-    assert set(table.method) == {"model", "control", "per_dose_mean", "fingerprint_nn"}
+    # issue 18: the ECFP4 ridge baseline and the model's molecule ablations joined the table, and every
+    # metric is also given on the active wells (response above the plate's DMSO wells)
+    assert set(table.method) == {"model", "model_no_compound", "model_shuffled_compound", "control",
+                                 "per_dose_mean", "fingerprint_nn", "ecfp_ridge"}
+    assert set(table.wells) == {"all", "active"}
+    table = table[table.wells == "all"]
     held = [r for r in CellPaintingExperiments(ExperimentParams(split=SplitParams(
         by="dose", test_groups=[3.33, 10], val_by="record", val_fraction=0.15))).records(SkipLog())
         if r.fields["split"] == "test"]
@@ -173,7 +178,8 @@ def test_counterfactual_table_scores_model_and_baselines_on_held_out_doses(dose_
     mse = table[table.metric == "mse"].set_index("method").value
     ctrl = per_well[per_well.method == "control"]
     assert mse["control"] == pytest.approx(ctrl.mse.mean())  # equal well sizes: mean of per-well MSEs
-    assert set(per_well[per_well.method == "fingerprint_nn"].tanimoto) == {1.0}  # same compound, other dose
+    # issue 18: the nearest neighbour excludes the query's own compound (before: itself at another dose)
+    assert (per_well[per_well.method == "fingerprint_nn"].tanimoto < 1.0).all()
     summary = dose_run.summary_path.read_text()
     assert "pretraining read only `['train']`, never the `test` part" in summary
     ics = pd.read_csv(d / "ics.csv").set_index("source")
@@ -185,6 +191,7 @@ def test_counterfactual_table_scores_model_and_baselines_on_held_out_doses(dose_
 def test_counterfactual_numbers_recomputed_from_per_well_and_per_feature_tables(dose_run):
     d = dose_run.run_dir / "evaluations" / "cc"
     table = pd.read_csv(d / "counterfactual.csv")
+    table = table[table.wells == "all"]
     feats = pd.read_csv(d / "per_feature.csv")
     wells = pd.read_csv(d / "per_well.csv")
     for method in ("model", "per_dose_mean"):
@@ -197,7 +204,12 @@ def test_ood_dose_suite_reports_in_and_out_of_distribution_side_by_side(dose_run
     d = dose_run.run_dir / "evaluations" / "ood"
     table = pd.read_csv(d / "ood.csv")
     assert set(table.part) == {"id", "ood"} and (table.suite == "dose").all()
-    assert set(table.method) == {"model", "control", "per_dose_mean", "fingerprint_nn"}
+    methods = {"model", "model_no_compound", "model_shuffled_compound", "control", "per_dose_mean",
+               "fingerprint_nn", "ecfp_ridge"}
+    assert set(table[table.part == "id"].method) == methods
+    # held-out doses are also scored against the same compound's neighbouring doses (issue 18)
+    assert set(table[table.part == "ood"].method) == methods | {"same_compound_interpolation"}
+    table = table[table.wells == "all"]
     wells = pd.read_csv(d / "per_well.csv")
     ood_doses = {round(x, 2) for x in wells[wells.part == "ood"].dose_um}
     id_doses = {round(x, 2) for x in wells[wells.part == "id"].dose_um}
@@ -231,6 +243,7 @@ def test_cell_context_suite_scores_mcf7_bbbc021_on_the_shared_slots(shared_data,
     ctx = EvaluationContext(out, plan, model.eval(), dose_run.checkpoints[-1])
     res = OODResponse(OODParams(suite="cell_context", ood_dataset=ref, id_split=None, max_wells=60)).evaluate(ctx)
     table = res.tables["ood"]
+    table = table[table.wells == "all"]
     assert set(table.part) == {"ood"} and (table.n_wells == 60).all()
     overlap = res.tables["overlap"].set_index("item")["count"]
     n_slots = table.n_features.iloc[0]

@@ -61,7 +61,10 @@ def pred(whatif, known):
 
 def test_changes_cover_every_measured_cell_feature_with_schema_names(whatif, pred):
     assert pred.context.plate == PLATE and pred.context.cell_line == "A549"
-    assert pred.meta["config_matches_checkpoint"] and not pred.warnings
+    assert pred.meta["config_matches_checkpoint"]
+    # issue 18: the only warnings are about evidence — whether the run's own held-out evaluation beat the
+    # per-dose mean (a 64-well, 2-stage run has no reason to)
+    assert all("per-dose mean" in w for w in pred.warnings)
     ch = pred.changes
     n = pred.meta["n_features"]
     assert len(ch) == 2 * len(DOSES) * n and set(ch.node_type) == {"compartment", "channel"}
@@ -170,7 +173,8 @@ def test_clear_errors_for_bad_smiles_context_and_doses(whatif, trained):
 def test_untrained_causal_head_is_reported(trained):
     early = WhatIf(trained / "checkpoints" / "stage1_mask.pt").predict("CCO", [1.0, 100.0], top_k=2)
     assert any("not trained" in w for w in early.warnings)
-    assert any("outside the causal head's dose anchors" in w for w in early.warnings)
+    # issue 18: a continuous dose encoding (no anchors): 100 uM lies beyond the training doses
+    assert any("outside the doses the causal head was trained on" in w for w in early.warnings)
 
 
 def test_cgc_predict_cli(trained, tmp_path, capsys):

@@ -21,6 +21,10 @@ def register_evaluators(register):
              params="cgc_plugins.evaluators.params:DoCheckParams",
              description="do-calculus check on scm_cellpainting: the model's interventional error vs a "
                          "correlational ridge regressor and the analytic truth, with a verdict")
+    register("cell_state", "cgc_plugins.evaluators.cell_state:CellStateClassification",
+             params="cgc_plugins.evaluators.params:CellStateParams",
+             description="cell-state classification (injury class, MoA, cell type) from 0/1/5/10/20 labelled wells "
+                         "per class: cell-level embeddings vs raw features and PCA, logistic regression")
     register("few_shot", "cgc_plugins.evaluators.fewshot:FewShotEvaluator",
              params="cgc_plugins.evaluators.params:FewShotParams",
              description="k-shot logistic regression on frozen embeddings vs ECFP4 + LR/RF and the "

@@ -104,7 +104,7 @@ class DoCheck(Evaluator):
         lg, lk, _ = build_experiment_graphs(ctx, limits)
         lt = response_table(ctx, lg, lk)
         # the correlational regressor, fitted on the run's training wells
-        train_recs = training_records(ctx)
+        train_recs = training_records(ctx, exclude=("val", "test"))
         tg, tk, _ = build_experiment_graphs(ctx, train_recs)
         tt = response_table(ctx, tg, tk)
         cols = [c for c in qt.complete_columns() if c in set(tt.complete_columns())]

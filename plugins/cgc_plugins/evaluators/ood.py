@@ -4,7 +4,10 @@ baselines of :mod:`.causal_consistency`, in-distribution and out-of-distribution
 Suites (``suite``; the run's dataset split decides what is held out, this evaluator checks it):
 
 * ``dose`` — held-out doses: ``data.dataset.params.split: {by: dose, test_groups: [3.33, 10],
-  val_by: record}`` trains on four of the six LINCS doses; ``ood`` = the two held-out doses.
+  val_by: record}`` trains on four of the six LINCS doses; ``ood`` = the two held-out doses. Beside
+  the usual baselines, the OOD part is scored against ``same_compound_interpolation``: the same
+  compound's (same cell line's) training responses at its neighbouring lower and higher doses,
+  interpolated in log dose — what a lookup table of the measured doses gives.
 * ``moa`` — novel MoA classes: ``split: {by: moa, val_by: record}`` (or ``test_groups: [...]``):
   every compound of a held-out MoA is unseen in pretraining.
 * ``cell_context`` — held-out cell context: the run trains on A549 (LINCS); ``ood`` = the wells of
@@ -15,6 +18,9 @@ Suites (``suite``; the run's dataset split decides what is held out, this evalua
 
 ``id`` = the run's ``id_split`` part (default ``val``; with ``val_by: record`` these are wells drawn
 at random from the training groups, never pretrained on) — the in-distribution reference.
+
+Every part also scores the model's molecule ablations and writes ``verdict.csv`` and **Verdict**
+lines (see :mod:`.causal_consistency`).
 """
 
 from __future__ import annotations
@@ -25,11 +31,11 @@ import pandas as pd
 
 from cgc_framework.plugin import EvaluationContext, EvaluationResult, Evaluator
 
-from .causal_consistency import counterfactual, leakage_sentence, response_train_table
+from .causal_consistency import _verdict_table, counterfactual, leakage_sentence, response_train_table
 from .common import inchikey14
 from .params import DatasetRef as DatasetRef
 from .params import OODParams
-from .responses import causal_task_key, dataset_records, metrics_markdown, run_split_info
+from .responses import BASELINES, causal_task_key, dataset_records, metrics_markdown, run_split_info, verdict_sentences
 
 SUITE_SPLIT = {"dose": "dose", "moa": "moa", "cell_context": None, "custom": None}
 
@@ -59,12 +65,17 @@ class OODResponse(Evaluator):
         else:
             ood_records, ood_ds = dataset_records(ctx, [p.ood_split])
         parts["ood"] = ood_records
-        train = response_train_table(ctx)
-        res, aligned, more = counterfactual(ctx, parts, train, key, p.batch_size, p.max_wells)
+        train = response_train_table(ctx, exclude=tuple(x for x in (p.id_split, p.ood_split) if x))
+        baselines = tuple(p.baselines) if p.baselines is not None else BASELINES
+        extra = {"ood": ("same_compound_interpolation",)} if p.suite == "dose" and p.baselines is None else None
+        res, aligned, more = counterfactual(ctx, parts, train, key, p.batch_size, p.max_wells, columns=p.columns,
+                                            baselines=baselines, ablations=tuple(p.ablations), part_baselines=extra)
         notes += more
-        tables: dict[str, Any] = {"ood": pd.DataFrame(res["metrics"]).assign(suite=p.suite),
+        metrics = pd.DataFrame(res["metrics"])
+        tables: dict[str, Any] = {"ood": metrics.assign(suite=p.suite),
                                   "per_feature": pd.DataFrame(res["per_feature"]),
-                                  "per_well": pd.DataFrame(res["per_well"])}
+                                  "per_well": pd.DataFrame(res["per_well"]),
+                                  "verdict": _verdict_table(res["verdicts"]).assign(suite=p.suite)}
         overlap, overlap_text = self._overlap(ctx, train, aligned, ood_records)
         tables["overlap"] = pd.DataFrame(overlap)
         where = (f"`{p.ood_dataset.name}` ({len(ood_records)} records)" if p.ood_dataset is not None
@@ -75,6 +86,8 @@ class OODResponse(Evaluator):
                 + f"; {len(train)} training wells for the baselines. "
                 + (leakage_sentence(ctx, p.ood_split) if p.ood_dataset is None else
                    f"Split of the run's dataset: by `{by}`, pretraining read `{included}`."), "",
+                *[v for part in ("ood", "id") if part in aligned
+                  for v in verdict_sentences(res["verdicts"], metrics, part)], "",
                 metrics_markdown(res["metrics"], [k for k in ("id", "ood") if k in aligned]), "", overlap_text]
         if notes:
             text += ["", "Notes: " + "; ".join(notes)]

@@ -1,23 +1,27 @@
 """Zero-shot (k = 0) scores (proposal §2.4.1): no label is used to fit anything.
 
-(a) **Molecule -> profile retrieval on held-out compounds** (CLOOME's protocol). The run's dataset
-is re-created from the plan with ``include_splits: [test]``; with ``split: {by: compound}`` these
-compounds are unseen by pretraining (which uses ``include_splits: [train, val]``, and the leakage
-guard drops them otherwise). Every held-out well is built into its experiment graph exactly as in
-pretraining. Each compound is embedded at the molecule level and each well's profile at the cell
-level, treated state (:mod:`cgc_framework.engine.pretrained`); scores are cosine similarities, in two
-spaces: ``contrast`` (through the contrast task's projection heads, the space the InfoNCE loss
-aligns; only when the run has a ``contrast`` task) and ``encoder`` (the raw ``hidden_dim``
-embeddings). ``molecule_to_profile``: for each compound, is one of its own wells among the top k
-of all held-out wells? ``profile_to_molecule``: for each well, is its compound among the top k of
-all held-out compounds (scikit-learn ``top_k_accuracy_score``)? Each beside the chance rate
-(``1 - C(N - m, k) / C(N, k)`` for a compound with ``m`` of ``N`` wells, averaged; ``k / n`` for
-``n`` compounds) and the same model untrained (weights drawn under the run's seed). Ties count
-against the query (a negative scoring equal to the best positive ranks above it).
+(a) **Molecule -> profile retrieval per compound** (MolPhenix's protocol). The run's dataset must be
+split by compound (or scaffold) so that its ``test`` part holds compounds pretraining never read (the
+leakage guard drops any other record of the same molecule). Every *active* well of the dataset (all
+parts; response above the 95th percentile of its plate's DMSO wells, the records' ``active`` field) is
+built as in pretraining; the wells of one molecule in one cell line are aggregated into one
+*profile* (replicates and active doses averaged). Queries: the held-out compounds; gallery: every
+profile of the dataset, train and test (the whole candidate pool). A query is a hit at k when its own
+profile is among the k most similar (ties count against it); with one positive per query, chance is
+exactly ``k / gallery``. Reported per cut-off (``top_k`` and top-1% of the gallery): the hit rate, a
+95% Clopper-Pearson interval and the one-sided binomial p-value against chance. Spaces and methods:
+``contrast`` (the contrast task's projection heads through the task's own view; molecule side at each
+active well's dose when dose-aware; mean of the L2-normalised embeddings over the compound's active
+wells), for the pretrained and the untrained model; ``predicted_response`` — the causal head's
+predicted responses of the compound's active conditions vs the measured responses (cosine over the
+response slots); and the baseline ``ecfp_ridge`` in that space: an ECFP4 + log-dose ridge regression
+fitted on the training compounds' wells predicts the responses instead of the model.
 
 (b) **Predicted response magnitude as a label-free toxicity score.** For every compound of the
 dataset (all splits; the held-out ones flagged), the causal head predicts the treated state of the
-compound's plate control state at the highest dose in the data, ``D``; the score is the L2 norm
+compound's own first well's control state at a dose the model was trained on, ``D``
+(``toxicity_dose_um``, default: the highest dose at which at least half of the training compounds
+were measured); the score is the L2 norm
 of the predicted change over every cell node and feature, ``||y^ - x||_2`` (robust-z units of the
 profile features). Scored by AUROC/AUPRC (scikit-learn, :mod:`cgc_framework.plugin.metrics`) against the
 toxicity labels of the compounds found, by InChIKey connectivity block, in MoleculeNet Tox21 /
@@ -27,22 +31,20 @@ model's predicted magnitude; the *measured* magnitude ``||y - x||_2`` of the com
 its highest measured dose (not a prediction: the observed response the head learns from); and two
 fingerprint-free descriptors, Crippen logP and molecular weight (RDKit).
 
-Tables: ``retrieval`` (method x space x direction x k), ``toxicity`` (subset x set x task x
+Tables: ``retrieval`` (method x space x k: hits, CI, chance, p), ``toxicity`` (subset x set x task x
 score), ``compounds`` (one row per compound: split, scores, descriptors), ``leakage`` (held-out
 compounds the pretraining corpus contained).
 """
 
 from __future__ import annotations
 
-from math import comb
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from sklearn.metrics import top_k_accuracy_score
 from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
@@ -60,7 +62,7 @@ from cgc_framework.plugin import (
 from cgc_framework.plugin.metrics import SingleClassError, classification_metrics
 from cgc_framework.plugin.roles import CELL_STATE
 
-from .common import dataset_with_splits, guard_note, held_out, inchikey14, pretraining_inchikeys
+from .common import dataset_with_splits, guard_note, inchikey14, pretraining_inchikeys
 from .molnet import load_molnet, molnet_data_files
 from .params import TOXICITY_SETS as TOXICITY_SETS
 from .params import ZeroShotParams
@@ -89,12 +91,6 @@ def topk_any_positive(scores: np.ndarray, positives: np.ndarray, ks: list[int]) 
     best = np.where(positives, scores, -np.inf).max(axis=1, keepdims=True)  # [Q, 1]
     rank = ((scores >= best) & ~positives).sum(axis=1)  # [Q]
     return {k: float((rank < k).mean()) for k in ks}
-
-
-def chance_any_positive(n_positives: np.ndarray, n_gallery: int, k: int) -> float:
-    """Expected top-k accuracy of a random ranking: mean over queries of ``1 - C(N-m, k) / C(N, k)``."""
-    k = min(k, n_gallery)
-    return float(np.mean([1 - comb(n_gallery - int(m), k) / comb(n_gallery, k) for m in n_positives]))
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -167,15 +163,14 @@ class ZeroShotEvaluator(Evaluator):
         return molnet_data_files(self.params.model_dump())
 
     def held_out_molecules(self, plan: Any) -> HeldOutMolecules | None:
-        """The compounds of the dataset's test split, when it is split by compound and pretraining
-        would otherwise read them (``test`` in ``include_splits``); else none (the split holds them out)."""
-        if not self.params.retrieval or _split_by(plan) != "compound":
+        """The compounds of the dataset's test part when it is split by compound or scaffold: the
+        leakage guard drops every pretraining record of the same molecule (InChIKey14), whatever its
+        id or source."""
+        if not self.params.retrieval:
             return None
-        if "test" not in getattr(plan.dataset_spec.params, "include_splits", []):
-            return None
-        records = dataset_with_splits(plan, ["test"]).records(SkipLog())
-        return held_out((inchikey14(r.fields.get("smiles")), "compound test split of the run's dataset")
-                        for r in records)
+        from .causal_consistency import held_out_compounds
+
+        return held_out_compounds(plan, "test")
 
     def evaluate(self, ctx: EvaluationContext) -> EvaluationResult:
         p = self.params
@@ -208,64 +203,84 @@ class ZeroShotEvaluator(Evaluator):
         by = _split_by(plan)
         if by is None:
             return None, None, [], "Retrieval skipped: the dataset has no split parameters."
-        if by != "compound":
+        if by not in ("compound", "scaffold"):
             return None, None, [], (f"Retrieval skipped: the dataset is split by '{by}', so no compound is "
-                                    f"held out; set `data.dataset.params.split.by: compound`.")
-        records = list(dataset_with_splits(plan, ["test"]).records(SkipLog()))
-        if p.max_profiles and len(records) > p.max_profiles:
-            idx = np.sort(np.random.default_rng(ctx.seed).choice(len(records), p.max_profiles, replace=False))
-            records = [records[i] for i in idx]
-        graphs, records, rejected = _build(ctx, records)
-        notes = [f"{len(rejected)} held-out wells rejected by the graph builders (e.g. {rejected[0]})"] \
+                                    f"held out; set `data.dataset.params.split.by: compound` (or scaffold).")
+        records = list(dataset_with_splits(plan, ["train", "val", "test"]).records(SkipLog()))
+        has_activity = any("active" in r.fields for r in records)
+        active = [r for r in records if r.fields.get("active", True) and r.fields.get("smiles")]
+        if p.max_profiles and len(active) > p.max_profiles:
+            idx = np.sort(np.random.default_rng(ctx.seed).choice(len(active), p.max_profiles, replace=False))
+            active = [active[i] for i in idx]
+        graphs, kept, rejected = _build(ctx, active)
+        notes = [f"{len(rejected)} active wells rejected by the graph builders (e.g. {rejected[0]})"] \
             if rejected else []
-        compounds = list(dict.fromkeys(str(r.fields["compound_id"]) for r in records))
-        if len(compounds) < 2:
-            return None, None, notes, (f"Retrieval skipped: {len(compounds)} held-out compound(s) in the test "
-                                       f"split; raise `split.test_fraction`.")
-        col = {c: i for i, c in enumerate(compounds)}
-        well_comp = np.array([col[str(r.fields["compound_id"])] for r in records])  # [N]
-        first = [int(np.flatnonzero(well_comp == i)[0]) for i in range(len(compounds))]
-        positives = well_comp[None, :] == np.arange(len(compounds))[:, None]  # [C, N]
-        n_pos = positives.sum(1)
-        contrast_key = _task_key(plan, "contrast")
+        items = _profile_items(kept)             # (molecule, cell line) -> well indices
+        names = list(items)
+        test = {k for k in names if any(kept[i].fields.get("split") == "test" for i in items[k])}
+        queries = [k for k in names if k in test]
+        if len(queries) < 1 or len(names) < 2:
+            return None, None, notes, (f"Retrieval skipped: {len(queries)} held-out compound(s) with an active "
+                                       f"profile among {len(names)} candidates.")
+        n, qi = len(names), [names.index(k) for k in queries]
+        one_pct = max(1, math.ceil(0.01 * n))
+        cuts = [(f"top-{k}", k) for k in sorted(set(p.top_k))] + [(f"top-1% ({one_pct})", one_pct)]
+        ks = sorted({k for _, k in cuts})
         rows = []
+        spaces: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        contrast_key = _task_key(plan, "contrast")
         for method, model in (("pretrained", pre), ("untrained", untrained)):
-            zm = model.embed_graphs([graphs[i] for i in first], "molecule")  # [C, H]
-            zc = model.embed_graphs(graphs, "cell", state="treated")  # [N, H]
-            spaces = {"encoder": (zm, zc)}
             if contrast_key is not None:
-                task = model.model.tasks[contrast_key]
-                with torch.no_grad():
-                    spaces["contrast"] = (task.mol_proj(zm.to(model.device)).cpu(),
-                                          task.cell_proj(zc.to(model.device)).cpu())
-            for space, (a, b) in spaces.items():
-                sim = (F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).t()).double().numpy()  # [C, N]
-                m2p = topk_any_positive(sim, positives, p.top_k)
-                for k in p.top_k:
-                    rows.append({"method": method, "space": space, "direction": "molecule_to_profile", "k": k,
-                                 "accuracy": m2p[k], "chance": chance_any_positive(n_pos, len(records), k),
-                                 "queries": len(compounds), "gallery": len(records)})
-                    acc = top_k_accuracy_score(well_comp, sim.T, k=k, labels=np.arange(len(compounds))) \
-                        if 2 < len(compounds) > k else topk_any_positive(sim.T, positives.T, [k])[k]
-                    rows.append({"method": method, "space": space, "direction": "profile_to_molecule", "k": k,
-                                 "accuracy": float(acc), "chance": min(k, len(compounds)) / len(compounds),
-                                 "queries": len(records), "gallery": len(compounds)})
+                zm, zc = _contrast_embeddings(model, contrast_key, graphs, p.batch_size)
+                spaces[f"{method}|contrast"] = (_aggregate(zm, items, names), _aggregate(zc, items, names))
+        causal = _task_key_of(ctx.model)
+        if causal is not None:
+            pred, meas = _response_vectors(ctx, causal, graphs, kept, p.batch_size)
+            spaces["pretrained|predicted_response"] = (_aggregate(pred, items, names, normalise=False),
+                                                       _aggregate(meas, items, names, normalise=False))
+            pretrained_on = set(getattr(plan.dataset_spec.params, "include_splits", ["train"])) - {"test"}
+            train_idx = [i for i, r in enumerate(kept) if r.fields.get("split", "train") in pretrained_on]
+            ridge = _ridge_vectors(ctx, kept, meas, train_idx)
+            spaces["ecfp_ridge|predicted_response"] = (_aggregate(ridge, items, names, normalise=False),
+                                                       _aggregate(meas, items, names, normalise=False))
+        for label, (q, g) in spaces.items():
+            method, space = label.split("|")
+            sim = _cosine(q[qi], g)  # [Q, N]
+            positives = np.zeros_like(sim, dtype=bool)
+            positives[np.arange(len(qi)), qi] = True
+            hits = topk_any_positive(sim, positives, ks)
+            for label, k in cuts:
+                h = int(round(hits[k] * len(qi)))
+                lo, hi = _clopper_pearson(h, len(qi))
+                chance = min(k, n) / n
+                rows.append({"method": method, "space": space, "direction": "molecule_to_profile", "k": k,
+                             "k_label": label, "accuracy": hits[k], "hits": h, "ci_low": lo, "ci_high": hi,
+                             "chance": chance, "p_value": _binom_p(h, len(qi), chance), "queries": len(qi),
+                             "gallery": n})
         table = pd.DataFrame(rows)
-        smiles = {str(r.fields["compound_id"]): r.fields.get("smiles") for r in records}
+        smiles = {k[0]: next(kept[i].fields.get("smiles") for i in items[k]) for k in queries}
         n_seen = sum(inchikey14(s) in seen for s in smiles.values())
         leak = pd.DataFrame([{"dataset": plan.dataset_spec.info.name, "split": "test (compounds)",
                               "molecules": len(smiles), "seen_in_pretraining": n_seen}])
-        md = [f"Molecule <-> profile retrieval on the held-out compounds (test split by compound): "
-              f"{len(compounds)} compounds, {len(records)} wells; top-k accuracy (chance):", "",
-              "| method | space | direction | " + " | ".join(f"top-{k}" for k in p.top_k) + " |",
-              "|---|---|---|" + "---|" * len(p.top_k)]
-        for (method, space, direction), df in table.groupby(["method", "space", "direction"], sort=False):
-            cells = [f"{r.accuracy:.3f} ({r.chance:.3f})" for r in df.sort_values("k").itertuples()]
-            md.append(f"| {method} | {space} | {direction} | " + " | ".join(cells) + " |")
-        md += ["", f"Held-out compounds the pretraining corpus contained (InChIKey connectivity match): "
+        md = [f"Molecule -> profile retrieval per compound (MolPhenix-style): {len(queries)} held-out compounds "
+              f"(`test` part, split by {by}) query a gallery of {n} replicate-aggregated *active* profiles "
+              f"(one per compound and cell line, train and test: the whole candidate pool"
+              + ("; active = response above the 95th percentile of the plate's DMSO wells" if has_activity else "")
+              + "). One positive per query: chance = k / gallery. Hit rate [95% Clopper-Pearson CI] "
+                "(binomial p vs chance):", "",
+              "| method | space | " + " | ".join(dict.fromkeys(table.k_label)) + " |",
+              "|---|---|" + "---|" * table.k_label.nunique()]
+        for (method, space), df in table.groupby(["method", "space"], sort=False):
+            cells = [f"{r.accuracy:.3f} [{r.ci_low:.2f}, {r.ci_high:.2f}] (chance {r.chance:.3f}, p {r.p_value:.2g})"
+                     for r in df.itertuples()]
+            md.append(f"| {method} | {space} | " + " | ".join(cells) + " |")
+        md += ["", "Spaces: `contrast` — the contrast task's projection heads (molecule side at each active well's "
+                   "dose when dose-aware), averaged over the compound's active wells; `predicted_response` — the "
+                   "causal head's predicted responses for the compound's active conditions vs the measured ones "
+                   "(cosine over the response slots); `ecfp_ridge` — the same with an ECFP4 + log-dose ridge "
+                   "regression fitted on the wells pretraining read (never the test part) instead of the model.",
+               "", f"Held-out compounds the pretraining corpus contained (InChIKey connectivity match): "
                    f"{n_seen}/{len(smiles)}. " + guard_note(plan)]
-        if contrast_key is None:
-            md.append("The run has no contrast task: only the encoder space, which no loss aligns.")
         return table, leak, notes, "\n".join(md)
 
     # (b) ----------------------------------------------------------------------------------------
@@ -285,7 +300,7 @@ class ZeroShotEvaluator(Evaluator):
         field = cells.modality.record_field if cells is not None else None
         if not doses or field is None or not any(r.fields.get(field) is not None for r in records):
             return None, None, [], "Response-magnitude toxicity score skipped: the records carry no dose or profile."
-        top = float(max(doses))
+        top = p.toxicity_dose_um if p.toxicity_dose_um is not None else _trained_probe_dose(records)
         by_comp: dict[str, list[Record]] = {}
         for r in records:
             if r.fields.get("smiles"):
@@ -295,7 +310,8 @@ class ZeroShotEvaluator(Evaluator):
             r0 = recs[0]
             prof = r0.fields["cell_profile"]
             control = np.asarray(prof.control)
-            probe = type(prof)(prof.features, control.copy(), control, top, prof.plate)  # treated unused by predict
+            extra = {k: getattr(prof, k) for k in ("context", "cell_line", "time_h", "activity") if hasattr(prof, k)}
+            probe = type(prof)(prof.features, control.copy(), control, top, prof.plate, **extra)  # treated unused
             probes.append(Record(f"{cid}@{top:g}uM", {**r0.fields, "dose_um": top, "cell_profile": probe}))
             measured_recs.append(max(recs, key=lambda r: r.fields.get("dose_um") or 0.0))
             ids.append(cid)
@@ -369,6 +385,110 @@ class ZeroShotEvaluator(Evaluator):
         return tox, comp, notes, _tox_summary(tox, comp, matched, top, p)
 
 
+# -- retrieval helpers ---------------------------------------------------------------------------
+
+
+def _profile_items(records: list[Record]) -> dict[tuple[str, str], list[int]]:
+    """(molecule key, cell line) -> indices of its wells, in first-seen order."""
+    out: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(records):
+        key = inchikey14(r.fields.get("smiles")) or str(r.fields.get("compound_id"))
+        out.setdefault((key, str(r.fields.get("cell_line") or "")), []).append(i)
+    return out
+
+
+def _aggregate(v: np.ndarray, items: dict, names: list, normalise: bool = True) -> np.ndarray:
+    """``[len(names), D]``: per item the mean of its rows (each row L2-normalised first when asked)."""
+    v = np.asarray(v, dtype=np.float64)
+    if normalise:
+        v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    return np.stack([np.nanmean(v[items[k]], axis=0) for k in names])
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.nan_to_num(a) / np.maximum(np.linalg.norm(np.nan_to_num(a), axis=1, keepdims=True), 1e-12)
+    b = np.nan_to_num(b) / np.maximum(np.linalg.norm(np.nan_to_num(b), axis=1, keepdims=True), 1e-12)
+    return a @ b.T
+
+
+def _clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    from scipy.stats import beta
+
+    a = (1 - level) / 2
+    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return lo, hi
+
+
+def _binom_p(k: int, n: int, p: float) -> float:
+    """One-sided binomial p-value of ``k`` or more hits in ``n`` at chance ``p``."""
+    from scipy.stats import binomtest
+
+    return float(binomtest(k, n, min(max(p, 0.0), 1.0), alternative="greater").pvalue) if n else float("nan")
+
+
+@torch.no_grad()
+def _contrast_embeddings(model: Pretrained, key: str, graphs: list[HeteroData], batch_size: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """``(z_m, z_c)`` ``[N, P]`` of each graph through the contrast task's own (leak-free) view."""
+    task = model.model.tasks[key]
+    model.model.eval()
+    zm, zc = [], []
+    for batch in DataLoader(graphs, batch_size=batch_size):
+        a, b = task.embed(batch.to(model.device), model.model.encoder)
+        zm.append(a.cpu().numpy())
+        zc.append(b.cpu().numpy())
+    return np.concatenate(zm), np.concatenate(zc)
+
+
+def _task_key_of(model: Any) -> str | None:
+    try:
+        return causal_task_key(model)
+    except ValueError:
+        return None
+
+
+def _response_vectors(ctx: EvaluationContext, key: str, graphs: list[HeteroData], records: list[Record],
+                      batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted and measured responses ``[N, K]`` of the graphs on their covered slots (NaN -> 0)."""
+    from .responses import response_table
+
+    table = response_table(ctx, graphs, records, predict_treated(ctx.model, key, graphs, ctx.device, batch_size))
+    table = table.select_columns(table.covered_columns())
+    return np.nan_to_num(table.predicted_response), np.nan_to_num(table.response)
+
+
+def _ridge_vectors(ctx: EvaluationContext, records: list[Record], measured: np.ndarray, train_idx: list[int]
+                   ) -> np.ndarray:
+    """ECFP4 + log-dose ridge predictions ``[N, K]`` for every well, fitted on the ``train_idx`` wells."""
+    from .responses import ResponseTable, ecfp_ridge
+
+    meta = pd.DataFrame([{"record_id": r.id, **{f: r.fields.get(f) for f in ("compound_id", "smiles", "dose_um",
+                                                                                "cell_line")}} for r in records])
+    zeros = np.zeros_like(measured)
+    train = ResponseTable(meta.iloc[train_idx].reset_index(drop=True), [str(i) for i in range(measured.shape[1])],
+                          zeros[train_idx], measured[train_idx])
+    pred, _ = ecfp_ridge(train, meta) if train_idx else (zeros, 0.0)
+    return pred
+
+
+def _trained_probe_dose(records: list[Record]) -> float:
+    """The highest dose (6 significant digits) at which at least half of the training compounds were
+    measured (the largest dose when no dose reaches half)."""
+    train = [r for r in records if r.fields.get("split", "train") == "train" and r.fields.get("dose_um")]
+    by_dose: dict[float, set] = {}
+    comps = set()
+    for r in train:
+        d = float(f"{float(r.fields['dose_um']):.6g}")
+        by_dose.setdefault(d, set()).add(r.fields.get("compound_id"))
+        comps.add(r.fields.get("compound_id"))
+    ok = [d for d, c in by_dose.items() if len(c) >= 0.5 * len(comps)]
+    if ok:
+        return max(ok)
+    every = [float(r.fields["dose_um"]) for r in records if r.fields.get("dose_um")]
+    return max(every) if every else 1.0
+
+
 def _labels_by_key(ds) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """InChIKey14 -> (labels ``[T]``, present ``[T]``) over every split (first occurrence kept)."""
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -382,7 +502,8 @@ def _labels_by_key(ds) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def _tox_summary(tox: pd.DataFrame, comp: pd.DataFrame, matched: dict[str, int], top: float,
                  p: ZeroShotParams) -> str:
-    paras = [f"Predicted response magnitude at the top dose ({top:g} uM, plate control state) for "
+    paras = [f"Predicted response magnitude at {top:g} uM (a dose the model was trained on; each compound's own "
+             f"control state) for "
              f"{len(comp)} compounds ({int(comp.split.eq('test').sum())} held out): mean "
              f"{comp.predicted_magnitude.mean():.3g} (untrained model {comp.untrained_predicted_magnitude.mean():.3g}; "
              f"measured at each compound's highest dose {comp.measured_magnitude.mean():.3g}); Spearman "

@@ -44,3 +44,11 @@ def register_pretraining_tasks(register):
     register("causal", "cgc_plugins.tasks.causal:CausalIntervention",
              params="cgc_plugins.tasks.params:CausalParams",
              description="predict treated cell-node features from control state + compound + dose")
+    register("molecule_contrast", "cgc_plugins.tasks.molecule_contrast:MoleculeContrast",
+             params="cgc_plugins.tasks.params:MoleculeContrastParams",
+             description="NT-Xent between two corrupted views (masked atoms, dropped bonds) of each molecule "
+                         "(MolCLR): trains the molecule-level embedding")
+    register("molecule_properties", "cgc_plugins.tasks.molecule_properties:MoleculeProperties",
+             params="cgc_plugins.tasks.params:MoleculePropertiesParams",
+             description="predict RDKit whole-molecule descriptors and ECFP4 bits (rdkit_molecule descriptors / "
+                         "fingerprint_bits) from the molecule embedding")

@@ -15,7 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cgc-predict", description=main.__doc__)
     parser.add_argument("checkpoint", help="a cgc-framework checkpoint (e.g. <run>/checkpoints/final.pt)")
     parser.add_argument("--smiles", nargs="+", default=[], metavar="SMILES", help="query SMILES")
-    parser.add_argument("--smiles-file", help="text file with one SMILES per line, or a CSV with a 'smiles' column")
+    parser.add_argument("--smiles-file", help="text file with one SMILES per line ('#' starts a comment), or a CSV "
+                                              "with a 'smiles' column; empty rows are counted and named")
     parser.add_argument("--doses", nargs="+", default=[], metavar="UM", help="doses in uM, e.g. 0.1 1 10")
     parser.add_argument("--context", help="plate id or cell line of the checkpoint's data "
                                           "(default: its first plate; --list-contexts shows them)")
@@ -39,18 +40,21 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--field takes KEY=VALUE, got {bad[0]!r}")
         fields = dict(f.split("=", 1) for f in args.field)
 
-        smiles = list(args.smiles)
-        if args.smiles_file:
-            import pandas as pd
+        from cgc_framework.engine.inputs import read_smiles_file, smiles_arguments
 
-            text = open(args.smiles_file).read().splitlines()
-            if args.smiles_file.endswith(".csv") or (text and text[0].strip().lower().split(",")[0] == "smiles"):
-                smiles += pd.read_csv(args.smiles_file)["smiles"].dropna().astype(str).tolist()
-            else:
-                smiles += [s.strip() for s in text if s.strip() and not s.lstrip().startswith("#")]
+        given = smiles_arguments(args.smiles)
+        smiles = list(given.smiles)
+        notes = [f"--smiles: {given.describe_empty()} skipped"] if given.empty else []
+        if args.smiles_file:
+            rows = read_smiles_file(args.smiles_file)
+            smiles += rows.smiles
+            if rows.empty:
+                notes.append(f"--smiles-file {args.smiles_file}: {rows.describe_empty()} skipped")
+        for note in notes:
+            print(f"warning: {note}", file=sys.stderr, flush=True)
         if not args.list_contexts:
             if not smiles:
-                parser.error("give --smiles and/or --smiles-file")
+                parser.error("give --smiles and/or --smiles-file" + (f" ({'; '.join(notes)})" if notes else ""))
             if not args.doses:
                 parser.error("give --doses (uM), e.g. --doses 0.1 1 10")
             doses = check_doses(args.doses)
@@ -72,5 +76,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {w}", file=sys.stderr)
     print(f"predicted {len(pred.smiles)} compound(s) x {len(pred.doses_um)} dose(s) on {pred.context.label}: "
           f"{pred.meta['n_features']} cell features; wrote {len(files)} files to {args.out} "
-          f"(summary: {files['summary']})")
+          f"(summary: {files['summary']})" + (f"; {'; '.join(notes)}" if notes else ""))
     return 0

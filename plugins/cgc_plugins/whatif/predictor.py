@@ -55,6 +55,13 @@ to the compound's *measured* change (treated - control of its wells on the conte
 measured dose closest to the query dose in log10, replicate wells averaged; ``measured_dose_um``),
 NaN when the compound has no well on that plate.
 
+**Warnings** (printed by ``cgc predict``, recorded in ``prediction.json`` and ``summary.md``): the
+causal head untrained at this checkpoint; doses outside the training doses (continuous encoding) or
+outside the dose anchors (anchor encoding); and, from the checkpoint's own held-out evaluation
+(``<run>/evaluations/*/verdict.csv``), that the model did not beat the per-dose mean there — or that
+the run recorded no such evaluation: the predictions then carry no evidence beyond the average
+response at each dose (:meth:`WhatIf.evidence_warnings`).
+
 Nothing here is random: the same checkpoint, data and inputs give identical numbers and rankings.
 """
 
@@ -137,7 +144,8 @@ class WhatIf:
         self.plan = plan_run(cfg_path, registry=self.pre.registry)
         self.task_key, self.task = self._causal_task(task)
         self.molecule_modality, self.cell_modality = self._modalities()
-        self.warnings: list[str] = self._checkpoint_warnings()
+        self.warnings: list[str] = self._checkpoint_warnings() + self.evidence_warnings()
+        self.training_doses: list[float] = []
         self.contexts, self.compounds = self._scan()
         self._context_cache: dict[str, dict[str, Any]] = {}
         self._reference_cache: dict[tuple[str, float], tuple[list[str], np.ndarray]] = {}
@@ -180,9 +188,43 @@ class WhatIf:
 
     @property
     def dose_anchors_um(self) -> list[float] | None:
+        """The anchor doses of an anchor-interpolated dose encoding; ``None`` for a continuous one."""
         params = getattr(self.task, "params", None)
+        if getattr(params, "dose_encoding", "anchors") != "anchors":
+            return None
         anchors = getattr(params, "dose_anchors_um", None)
         return [float(a) for a in anchors] if anchors else None
+
+    def evidence_warnings(self) -> list[str]:
+        """Warnings from the checkpoint's own held-out evaluation (``<run>/evaluations/*/verdict.csv``,
+        written by ``causal_consistency`` / ``ood_response``): none when the model beat the per-dose mean
+        on a held-out part (weighted MSE and well Pearson, per-compound means); a warning when it did
+        not, or when the run recorded no such evaluation — its predictions then carry no evidence of
+        being more than the average response at the dose."""
+        run_dir = self.pre.checkpoint.resolve().parent.parent
+        files = sorted((run_dir / "evaluations").glob("*/verdict.csv"))
+        rows = []
+        for f in files:
+            try:
+                df = pd.read_csv(f)
+            except Exception:  # noqa: BLE001 - an unreadable table is no evidence
+                continue
+            if {"baseline", "metric", "model_better"} <= set(df.columns):
+                rows.append(df.assign(evaluation=f.parent.name))
+        table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+        base = table[table.baseline == "per_dose_mean"] if not table.empty else table
+        if base.empty:
+            return [f"the checkpoint's run ({run_dir}) recorded no held-out evaluation against the per-dose mean "
+                    f"(no evaluations/*/verdict.csv from causal_consistency or ood_response): these predictions "
+                    f"carry no evidence of being better than the average response at each dose"]
+        out = []
+        for (ev, part), df in base.groupby(["evaluation", "part"], sort=False):
+            if not df.model_better.astype(bool).all():
+                detail = "; ".join(f"{r.metric} {r.model:.3g} vs {r.baseline_value:.3g}" for r in df.itertuples())
+                out.append(f"the checkpoint's own held-out evaluation '{ev}' (part {part}) did not beat the per-dose "
+                           f"mean ({detail}): these predictions carry no evidence beyond the average response at "
+                           f"each dose")
+        return out
 
     def _checkpoint_warnings(self) -> list[str]:
         meta = self.pre.meta
@@ -205,6 +247,7 @@ class WhatIf:
         """One pass over the data: contexts (plate -> cell line, counts) and known compounds."""
         plates: dict[str, dict[str, Any]] = {}
         compounds: dict[str, dict[str, Any]] = {}
+        doses: set[float] = set()
         mol_field = self.plan.modalities[self.molecule_modality].modality.record_field
         cell_field = self.plan.modalities[self.cell_modality].modality.record_field
         bar = tqdm(self._records(), desc="cgc-predict: reading the data", unit="rec", disable=not self.progress,
@@ -216,6 +259,10 @@ class WhatIf:
             plate = _plate(f)
             p = plates.setdefault(plate, {"cell_line": f.get("cell_line"), "records": 0, "compounds": set()})
             p["records"] += 1
+            dose = f.get("dose_um")
+            if isinstance(dose, (int, float)) and math.isfinite(dose) and dose > 0 and \
+                    f.get("split", "train") == "train":
+                doses.add(float(dose))
             cid = f.get("compound_id")
             p["compounds"].add(cid)
             smi = f.get(mol_field)
@@ -228,6 +275,7 @@ class WhatIf:
                                   f"no cell context to predict in")
         contexts = {k: CellContext(k, None if v["cell_line"] is None else str(v["cell_line"]), v["records"],
                                    len(v["compounds"])) for k, v in plates.items()}
+        self.training_doses = sorted(doses)
         return contexts, compounds
 
     def resolve_context(self, context: str | None = None) -> CellContext:
@@ -446,6 +494,13 @@ class WhatIf:
                 warnings.append(f"doses {', '.join(f'{d:g}' for d in outside)} uM are outside the causal head's "
                                 f"dose anchors [{anchors[0]:g}, {anchors[-1]:g}] uM and are encoded as the "
                                 f"nearest anchor: the predicted response is flat beyond them")
+        elif self.training_doses:
+            lo, hi = self.training_doses[0], self.training_doses[-1]
+            outside = [d for d in doses if d < lo * 0.95 or d > hi * 1.05]
+            if outside:
+                warnings.append(f"doses {', '.join(f'{d:g}' for d in outside)} uM are outside the doses the causal "
+                                f"head was trained on [{lo:g}, {hi:g}] uM: the continuous dose encoding extrapolates "
+                                f"there, which no training well supports")
         new = [s for s in smiles_list if s not in by_smiles]
         units = sorted({fs.unit for s in slots for fs in self.pre.schema.node_types[s.node_type].continuous
                         if not fs.flags_for and fs.unit})
@@ -454,6 +509,8 @@ class WhatIf:
             "config_matches_checkpoint": self.plan.config_hash() == self.pre.meta.get("config_hash"),
             "stage": self.pre.meta.get("stage"), "global_step": self.pre.meta.get("global_step"),
             "task": self.task_key, "dose_attr": self.dose_attr, "dose_anchors_um": anchors,
+            "training_dose_range_um": [self.training_doses[0], self.training_doses[-1]] if self.training_doses
+            else None,
             "context": ctx.plate, "cell_line": ctx.cell_line,
             "available_contexts": [c.label for c in self.contexts.values()],
             "n_features": int(delta.shape[1]),
@@ -551,7 +608,10 @@ def _unique(items: list[str]) -> list[str]:
 
 
 def _label_columns(slots: list[ValueSlots]) -> list[str]:
-    return list(dict.fromkeys(c for s in slots for c in s.labels))
+    """Label columns that tell features apart (a label with one value over every feature, such as the
+    cell line of the context, is not a grouping)."""
+    cols = list(dict.fromkeys(c for s in slots for c in s.labels))
+    return [c for c in cols if len({v for s in slots for v in s.labels.get(c, []) if v is not None}) > 1]
 
 
 def _plate(fields: dict[str, Any]) -> str:
