@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Callable
 
 from cgc_framework.plugin.errors import CGCError
@@ -167,20 +168,34 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def embed_main(argv: list[str] | None = None) -> int:
-    """``cgc-embed CHECKPOINT``: molecule-level embeddings of SMILES, or molecule/cell-level
-    embeddings of saved experiment graphs, written as CSV (one row per input, columns e0..e{D-1})."""
+    """``cgc-embed CHECKPOINT``: embeddings of SMILES (molecule level) or of saved graphs, as CSV.
+
+    One row per input, columns row, smiles, e0..e{D-1} (row: the line of --smiles-file, or the
+    position of the --smiles argument); rows that give no embedding (empty, invalid SMILES) are
+    listed with the reason in <out>.skipped.csv. --model NAME uses shipped pretrained weights."""
     parser = argparse.ArgumentParser(prog="cgc-embed", description=embed_main.__doc__)
-    parser.add_argument("checkpoint", help="a cgc-framework checkpoint (e.g. <run>/checkpoints/final.pt)")
+    parser.add_argument("checkpoint", nargs="?", help="a cgc-framework checkpoint (e.g. <run>/checkpoints/final.pt)")
+    parser.add_argument("--model", help="instead of CHECKPOINT: a pretrained model shipped with an installed "
+                                        "distribution (e.g. default; `cgc-plugins` lists them)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--smiles", nargs="+", metavar="SMILES", help="SMILES strings")
-    src.add_argument("--smiles-file", help="text file with one SMILES per line, or a CSV with a 'smiles' column")
-    src.add_argument("--graphs", help="experiment graphs saved as graph_to_dict list (e.g. <run>/data/graphs.pt)")
+    src.add_argument("--smiles-file", help="text file with one SMILES per line ('#' starts a comment), or a CSV "
+                                           "with a 'smiles' column; output column 'row' = the line in the file")
+    src.add_argument("--graphs", help="experiment graphs saved as graph_to_dict list (e.g. <run>/data/graphs.packed.pt)")
     parser.add_argument("--level", choices=["molecule", "cell"], default="molecule",
                         help="with --graphs: which embedding (default molecule)")
     parser.add_argument("--state", choices=["treated", "control"], default="treated",
                         help="with --level cell: encode the treated profile (default) or the control state")
     parser.add_argument("--builder", help="molecule graph builder name (default: as recorded, else rdkit_molecule)")
     parser.add_argument("--out", required=True, help="output CSV")
+    parser.add_argument("--map", metavar="LABELS_CSV", help="also write a 2-D map (PCA; UMAP with umap-learn) of the "
+                        "embeddings coloured by a label column of this table, beside the untrained encoder's map, "
+                        "each with its kNN label agreement: <out>.map.png, .map.csv, .map.scores.csv")
+    parser.add_argument("--label-column", default="label", help="with --map: the column to colour by (default label)")
+    parser.add_argument("--map-key", help="with --map: the column joining labels to rows (default: the first of "
+                                          "record_id, smiles, row, graph in both tables)")
+    parser.add_argument("--map-method", choices=["auto", "pca", "umap"], default="auto",
+                        help="with --map: projection (auto: UMAP when umap-learn is installed, else PCA)")
     _add_plugins_dir(parser)
     args = parser.parse_args(argv)
     _use_plugins_dirs(args.plugins_dir)
@@ -190,33 +205,68 @@ def embed_main(argv: list[str] | None = None) -> int:
         from cgc_framework.engine.pretrained import load_graphs, load_pretrained
         from cgc_framework.plugin.records import RecordError
 
-        pre = load_pretrained(args.checkpoint)
+        if (args.checkpoint is None) == (args.model is None):
+            parser.error("give a CHECKPOINT or --model NAME (one of them)")
+        pre = load_pretrained(args.model or args.checkpoint)
+        note = ""
         if args.graphs:
-            emb = pre.embed_graphs(load_graphs(args.graphs), args.level, state=args.state)
+            try:
+                graphs = load_graphs(args.graphs)
+            except Exception as exc:  # noqa: BLE001 - any unreadable file: name it, no traceback
+                raise CGCError(f"{args.graphs}: cannot read as saved experiment graphs ({type(exc).__name__}: "
+                               f"{str(exc).strip()[:160]}); give <run>/data/graphs.packed.pt or graphs.pt") from None
+            emb = pre.embed_graphs(graphs, args.level, state=args.state)
             ids = pd.DataFrame({"graph": range(emb.size(0))})
-            skipped = 0
         else:
-            if args.smiles_file:
-                text = open(args.smiles_file).read().splitlines()
-                if text and text[0].strip().lower().split(",")[0] == "smiles" or args.smiles_file.endswith(".csv"):
-                    smiles = pd.read_csv(args.smiles_file)["smiles"].astype(str).tolist()
-                else:
-                    smiles = [s.strip() for s in text if s.strip()]
-            else:
-                smiles = args.smiles
-            graphs = pre.build(smiles, "molecule", builder=args.builder, skip_invalid=True)
-            keep = [i for i, g in enumerate(graphs) if g is not None]
-            skipped = len(smiles) - len(keep)
-            emb = pre.embed_graphs([graphs[i] for i in keep], "molecule")
-            ids = pd.DataFrame({"smiles": [smiles[i] for i in keep]})
+            ids, emb, note = _embed_smiles(pre, args)
         table = pd.concat([ids, pd.DataFrame(emb.numpy(), columns=[f"e{i}" for i in range(emb.size(1))])], axis=1)
         table.to_csv(args.out, index=False)
+        if args.map:
+            from cgc_framework.engine.embedding_map import map_for_cli
+
+            note += map_for_cli(pre, ids, emb, args, graphs if args.graphs else None)
     except (CGCError, RecordError, OSError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {len(table)} embeddings of width {emb.size(1)} to {args.out}"
-          + (f" ({skipped} invalid SMILES skipped)" if skipped else ""))
+    print(f"wrote {len(table)} embeddings of width {emb.size(1)} to {args.out}{note}")
     return 0
+
+
+def _embed_smiles(pre, args: argparse.Namespace):
+    """``(ids, embeddings, note)`` of ``--smiles`` / ``--smiles-file``: every row that gives no
+    embedding (empty, rejected by the builder) goes to ``<out>.skipped.csv`` with its reason."""
+    import pandas as pd
+
+    from cgc_framework.engine.featurize import build_values
+    from cgc_framework.engine.inputs import read_smiles_file, smiles_arguments
+    from cgc_framework.plugin.errors import DataError
+    from cgc_framework.plugin.records import RecordError
+
+    given = read_smiles_file(args.smiles_file) if args.smiles_file else smiles_arguments(args.smiles)
+    built = build_values(pre.builder("molecule", args.builder), given.smiles) if given.smiles else []
+    skipped = [{"row": r, "smiles": "", "reason": "empty row (no SMILES)"} for r in given.empty]
+    keep = []
+    for row, smiles, graph in zip(given.rows, given.smiles, built):
+        if isinstance(graph, RecordError):
+            skipped.append({"row": row, "smiles": smiles, "reason": str(graph)})
+        else:
+            keep.append((row, smiles, pre.schema.conform(graph)))
+    note, where, out = "", "", Path(args.out)
+    if skipped:
+        path = out.with_name((out.name[:-4] if out.name.lower().endswith(".csv") else out.name) + ".skipped.csv")
+        pd.DataFrame(sorted(skipped, key=lambda r: r["row"]), columns=["row", "smiles", "reason"]).to_csv(path, index=False)
+        invalid = len(skipped) - len(given.empty)
+        parts = ([f"{invalid} invalid SMILES skipped"] if invalid else []) + \
+                ([f"{len(given.empty)} empty row{'s' if len(given.empty) != 1 else ''} skipped"] if given.empty else [])
+        where = f"each row with its reason in {path}"
+        note = f" ({', '.join(parts)}; {where})"
+    if not keep:
+        raise DataError(f"{given.source}: no SMILES gave an embedding ({len(given.smiles)} SMILES, "
+                        f"{len(given.empty)} empty rows){'; ' + where if where else ''}")
+    emb = pre.embed_graphs([g for _, _, g in keep], "molecule")
+    # row: the line of --smiles-file, or the position of the --smiles argument (both from 1)
+    ids = pd.DataFrame({"row": [r for r, _, _ in keep], "smiles": [s for _, s, _ in keep]})
+    return ids, emb, note
 
 
 BUILTIN_COMMANDS: dict[str, Callable[[list[str] | None], int]] = {
@@ -233,13 +283,14 @@ def cgc_main(argv: list[str] | None = None) -> int:
     _use_plugins_dirs(dirs)
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: cgc [--plugins-dir DIR] COMMAND [ARGS...]\n\ncommands:")
-        for name, fn in BUILTIN_COMMANDS.items():
-            print(f"  {name:<10} {(fn.__doc__ or '').strip().splitlines()[0]}")
+        for name, fn in BUILTIN_COMMANDS.items():  # the docstring's first line without its ``usage``: prefix
+            first = (fn.__doc__ or "").strip().splitlines()[0]
+            print(f"  {name:<12} {first.split('``: ', 1)[-1]}")
         try:
             from cgc_framework.engine.registry import load_registry
 
             for info in (c for c in load_registry().components() if c.kind == "command"):
-                print(f"  {info.name:<10} {info.description} ({info.distribution})")
+                print(f"  {info.name:<12} {info.description} ({info.distribution})")
         except CGCError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
