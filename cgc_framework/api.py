@@ -21,13 +21,17 @@ import yaml
 from cgc_framework.engine.compose import compose
 from cgc_framework.engine.config import CGCConfig, load_config
 from cgc_framework.engine.registry import PluginRegistry, load_registry
-from cgc_framework.plugin.errors import CGCError
+from cgc_framework.plugin.errors import CGCError, DataError
 from cgc_framework.plugin.plan import Plan
 
 if TYPE_CHECKING:  # the heavy machinery (torch, Ray, pandas) is imported by the functions that use it
     import pandas as pd
 
     from cgc_framework.engine.featurize import BuiltData
+
+
+PACK_EVERY = 4096
+"""Graphs are packed into one shard as they are built, this many at a time (bounded memory)."""
 
 
 @dataclass
@@ -97,6 +101,10 @@ def dry_run(config: str | Path | CGCConfig, *, overrides: list[str] | None = Non
     return describe_plan(plan, built)
 
 
+SKIPS_LISTED = 10
+"""Skipped records listed by ``--dry-run`` (the rest are counted)."""
+
+
 def describe_plan(plan: Plan, built: BuiltData | None = None) -> str:
     """Components (with distribution and version), schema, data counts, stages, trainer."""
     cfg = plan.config
@@ -115,8 +123,11 @@ def describe_plan(plan: Plan, built: BuiltData | None = None) -> str:
                       f"{len(built.skips)} skipped, {len(built.omitted)} optional subgraphs omitted"]
         for component, n in built.skips.counts().most_common():
             lines.append(f"  skipped by {component}: {n}")
-        for e in built.skips.entries[:10]:
+        for e in built.skips.entries[:SKIPS_LISTED]:
             lines.append(f"    {e.record_id}: {e.reason}")
+        if len(built.skips) > SKIPS_LISTED:
+            lines.append(f"    ... and {len(built.skips) - SKIPS_LISTED} more skipped records not listed here "
+                         f"(a run writes every one, with its reason, to skipped_records.csv)")
         for key, value in plan.dataset.describe().items():
             lines.append(f"  dataset {key}: {value}")
     lines += ["", "stages:"]
@@ -187,7 +198,14 @@ def _run(config: str | Path | CGCConfig, monitor: Any, *, overrides: list[str] |
         print(f"cgc-run: writing {out}", flush=True)
 
     with monitor.phase("featurize"):
-        built = build_graphs(plan, progress=show)
+        try:
+            built = build_graphs(plan, progress=show, pack=PACK_EVERY)
+        except DataError as exc:  # nothing usable: still leave the full list of reasons behind
+            if exc.skips is None:
+                raise
+            exc.skips.write_csv(out / "skipped_records.csv")
+            raise DataError(f"{exc} Every skipped record, with its reason: {out / 'skipped_records.csv'}",
+                            skips=exc.skips) from None
     built.skips.write_csv(out / "skipped_records.csv")
     built.omitted.write_csv(out / "omitted_subgraphs.csv")
     if show:
@@ -199,7 +217,9 @@ def _run(config: str | Path | CGCConfig, monitor: Any, *, overrides: list[str] |
     evaluation_md = run_evaluations(plan, outcome.checkpoints[-1], out, extra_plugins=extra_plugins,
                                     progress=show, monitor=monitor)
     with monitor.phase("report"):
-        metrics = pd.read_json(out / "metrics.jsonl", lines=True)
+        jsonl = out / "metrics.jsonl"
+        metrics = pd.read_json(jsonl, lines=True) if jsonl.is_file() and jsonl.stat().st_size else \
+            pd.DataFrame(columns=["step", "stage", "stage_index", "epoch", "loss"])
         metrics.to_csv(out / "metrics.csv", index=False)
         metrics.to_parquet(out / "metrics.parquet", index=False)
         plot_loss_curves(metrics, out / "loss_curve.png")

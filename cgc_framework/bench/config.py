@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from cgc_framework.bench.report import grid_label
 from cgc_framework.engine.config import (
     ComponentRef,
     apply_overrides,
+    expand_env,
     format_validation_error,
     read_yaml,
     set_dotted,
@@ -54,35 +53,6 @@ class SweepConfig(BaseModel):
                                   "[trainer.use_gpu=true] on a GPU cluster)")
     ray_address: str | None = None
     quick: QuickSection = Field(default_factory=QuickSection)
-
-
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def expand_env(data: Any, *, source: str = "sweep", environ: dict[str, str] | None = None,
-               _key: str = "") -> Any:
-    """Expand ``${VAR}`` and ``${VAR:-default}`` in every string value of a sweep file (data
-    directories, profile paths). An unset (or empty) variable without a default is a
-    :class:`ConfigError`; a value that expands to the empty string becomes ``null``."""
-    env = os.environ if environ is None else environ
-    if isinstance(data, dict):
-        return {k: expand_env(v, source=source, environ=env, _key=f"{_key}.{k}" if _key else str(k))
-                for k, v in data.items()}
-    if isinstance(data, list):
-        return [expand_env(v, source=source, environ=env, _key=f"{_key}.{i}") for i, v in enumerate(data)]
-    if not isinstance(data, str) or "${" not in data:
-        return data
-
-    def sub(m: re.Match[str]) -> str:
-        name, default = m.group(1), m.group(2)
-        if env.get(name):
-            return env[name]
-        if default is None:
-            raise ConfigError(source, [f"{_key}: environment variable {name} is not set (write "
-                                       f"${{{name}:-DEFAULT}} for a default, or --set {_key}=VALUE)"])
-        return default
-
-    return _ENV.sub(sub, data) or None
 
 
 def apply_sweep_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -60,6 +60,13 @@ def compose(config: CGCConfig, registry: PluginRegistry, base_dir: Path, source:
     tasks = {k: spec("pretraining_task", f"tasks.{k}", r.name, r.params) for k, r in config.tasks.items()}
     evals = {k: spec("evaluator", f"evaluations.{k}", r.name, r.params)
              for k, r in config.evaluations.items()}
+    if config.model.init is not None:
+        from cgc_framework.engine.checkpoint import CheckpointError, resolve_checkpoint
+
+        try:
+            resolve_checkpoint(config.model.init.checkpoint, registry, Path(base_dir))
+        except CheckpointError as exc:
+            problems.append(f"model.init.checkpoint: {exc}")
     if problems:
         raise fail()
 

@@ -12,6 +12,8 @@ directory holding the YAML file; ``run.output_dir`` is resolved against the work
 from __future__ import annotations
 
 import difflib
+import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -82,13 +84,24 @@ class GraphSection(StrictModel):
     edge_sources: dict[str, ComponentRef] = Field(default_factory=dict)
 
 
+class InitSection(StrictModel):
+    """``model.init``: start from the weights of another run or of shipped pretrained weights."""
+
+    checkpoint: str = Field(description="a checkpoint file (relative to the YAML file) or the name of a "
+                                        "registered pretrained model (`cgc-plugins` lists them, e.g. default)")
+    parts: list[Literal["encoder", "tasks"]] = Field(
+        ["encoder"], min_length=1, description="which weights to copy (tensors with the same name and shape)")
+
+
 class ModelSection(StrictModel):
     encoder: ComponentRef
+    init: InitSection | None = Field(None, description="initial weights (default: fresh, seeded)")
 
 
 class StageConfig(StrictModel):
     name: str
-    epochs: int = Field(gt=0)
+    epochs: int = Field(ge=0, description="0: no training step (the stage only checkpoints, e.g. to evaluate "
+                                          "model.init weights as they are)")
     weights: dict[str, float] = Field(min_length=1, description="task key -> loss weight (lambda)")
 
     @model_validator(mode="after")
@@ -176,20 +189,59 @@ def read_yaml(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(str(path), [f"config file not found: {path}"])
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"{path}: cannot read as a text (YAML) file: {exc}"]) from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no objects
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(str(path), [f"{where}: malformed YAML: {problem}"]) from None
+        raise ConfigError(str(path), [yaml_problem(exc, str(path), text)]) from None
     if data is None:
         raise ConfigError(str(path), ["the file is empty; see registry.yaml in the repository"])
     if not isinstance(data, dict):
         raise ConfigError(str(path), [f"the top level must be a mapping of sections, "
                                       f"got {type(data).__name__}"])
     return data
+
+
+_OPENED = {"flow sequence": ("'['", "']'"), "flow mapping": ("'{'", "'}'"), "quoted scalar": ("quote", "quote")}
+
+
+def yaml_problem(exc: yaml.YAMLError, where: str, text: str = "", *, locate: bool = True) -> str:
+    """One line for a YAML syntax error: ``where:line:column``, what is wrong and a hint.
+
+    PyYAML reports where it gave up (``problem_mark``, often the end of the file) and, for an
+    unclosed bracket, brace or quote, where that was opened (``context_mark``): the place to fix,
+    so it leads. A tab where indentation is expected gets the hint to use spaces. ``locate=False``
+    leaves out ``:line:column`` after ``where`` (a one-line ``--set`` value)."""
+    problem = str(getattr(exc, "problem", None) or exc).strip()
+    mark, context = getattr(exc, "problem_mark", None), str(getattr(exc, "context", None) or "")
+    opened = getattr(exc, "context_mark", None)
+    lines = text.splitlines()
+
+    def at(m: Any) -> str:
+        return f"line {m.line + 1}, column {m.column + 1}"
+
+    def show(m: Any) -> str:
+        return f" ({lines[m.line].strip()[:80]!r})" if m is not None and m.line < len(lines) else ""
+
+    what = next((w for k, w in _OPENED.items() if k in context), None)
+    if what and opened is not None:
+        loc = f":{opened.line + 1}:{opened.column + 1}" if locate else ""
+        stop = (f" at {where}:{mark.line + 1}:{mark.column + 1}" if locate else f" at {at(mark)}") \
+            if mark is not None else ""
+        msg = (f"{where}{loc}: malformed YAML: the {what[0]} opened at {at(opened)}{show(opened)} is never "
+               f"closed (the parser stopped{stop}: {problem}): add the closing {what[1]}")
+    else:
+        loc = f":{mark.line + 1}:{mark.column + 1}" if mark is not None and locate else ""
+        msg = f"{where}{loc}: malformed YAML: {problem}{show(mark)}"
+    line = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
+    if "'\\t'" in problem or "\t" in line[: len(line) - len(line.lstrip())]:
+        msg += "; tabs are not allowed for indentation: use spaces"
+    elif "mapping values are not allowed" in problem:
+        msg += "; check the indentation of this line and that a value with ': ' inside is quoted"
+    return msg
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -229,15 +281,50 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ConfigError("--set", [f"'{item}': expected KEY=VALUE, e.g. trainer.num_workers=2"])
         key, raw = item.split("=", 1)
-        set_dotted(data, key, yaml.safe_load(raw))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError("--set", [yaml_problem(exc, f"--set {item}", raw, locate=False)]) from None
+        set_dotted(data, key, value)
     return data
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> CGCConfig:
-    """Read and validate ``registry.yaml`` (schema only; see :func:`compose` for components)."""
+    """Read and validate ``registry.yaml`` (schema only; see :func:`compose` for components).
+    ``${VAR}`` / ``${VAR:-default}`` in string values are expanded after the overrides."""
     path = Path(path)
-    data = apply_overrides(read_yaml(path), overrides or [])
+    data = expand_env(apply_overrides(read_yaml(path), overrides or []), source=str(path))
     return validate_config(data, source=str(path))
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(data: Any, *, source: str = "sweep", environ: dict[str, str] | None = None,
+               _key: str = "") -> Any:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in every string value of a config or sweep file
+    (data directories, profile paths). An unset (or empty) variable without a default is a
+    :class:`ConfigError`; a value that expands to the empty string becomes ``null``."""
+    env = os.environ if environ is None else environ
+    if isinstance(data, dict):
+        return {k: expand_env(v, source=source, environ=env, _key=f"{_key}.{k}" if _key else str(k))
+                for k, v in data.items()}
+    if isinstance(data, list):
+        return [expand_env(v, source=source, environ=env, _key=f"{_key}.{i}") for i, v in enumerate(data)]
+    if not isinstance(data, str) or "${" not in data:
+        return data
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if env.get(name):
+            return env[name]
+        if default is None:
+            raise ConfigError(source, [f"{_key}: environment variable {name} is not set (write "
+                                       f"${{{name}:-DEFAULT}} for a default, or --set {_key}=VALUE)"])
+        return default
+
+    return _ENV.sub(sub, data) or None
+
 
 
 def validate_config(data: dict[str, Any], source: str = "<dict>") -> CGCConfig:

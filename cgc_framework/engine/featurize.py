@@ -18,25 +18,29 @@ import multiprocessing
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from cgc_framework.engine.cache import CACHE_ENV, CachedRejection, GraphCache, cache_key
+from cgc_framework.engine.shards import PackedGraphs
+from cgc_framework.engine.validate import COMPONENT as RECORD_CHECK
+from cgc_framework.engine.validate import RecordChecks, Rejection
 from cgc_framework.plugin.contracts import GraphBuilder
 from cgc_framework.plugin.errors import DataError, PluginError
 from cgc_framework.plugin.graph import SchemaViolation, graph_from_dict, graph_to_dict
 from cgc_framework.plugin.plan import Plan
-from cgc_framework.plugin.records import Record, RecordError, RecordRejected, SkipLog
+from cgc_framework.plugin.records import Record, RecordError, RecordRejected, SkipLog, field_problem
 
 
 @dataclass
 class BuiltData:
     """The experiment graphs of a run, with the ids of their records."""
 
-    graphs: list[HeteroData]
+    graphs: Sequence[HeteroData]
+    """A list, or a :class:`~cgc_framework.engine.shards.PackedGraphs` when built with ``pack``."""
     record_ids: list[str]
     records_read: int
     skips: SkipLog = field(default_factory=SkipLog)
@@ -158,10 +162,14 @@ def build_record(plan: Plan, record: Record, omitted: SkipLog | None = None,
     ``prebuilt`` maps a modality name to this record's subgraph (or rejection) already built by
     :func:`prebuild`; other modalities are built here.
 
-    Raises ``RecordRejected`` (component, field, value, reason) when a required modality's value is
-    missing or rejected, or an edge source rejects the record; optional modalities' omissions are
-    added to ``omitted`` instead.
+    Raises ``RecordRejected`` (component, field, value, reason) when a record field breaks its
+    documented convention (:data:`~cgc_framework.plugin.records.FIELD_CONVENTIONS`), a required
+    modality's value is missing or rejected, or an edge source rejects the record; optional
+    modalities' omissions are added to ``omitted`` instead.
     """
+    problem = field_problem(record.fields)
+    if problem is not None:
+        raise RecordRejected(RECORD_CHECK, *problem)
     data = HeteroData()
     for name, mp in plan.modalities.items():
         field_name = mp.modality.record_field
@@ -214,7 +222,8 @@ def build_record(plan: Plan, record: Record, omitted: SkipLog | None = None,
     return data
 
 
-def build_graphs(plan: Plan, *, progress: bool = True, workers: int | None = None) -> BuiltData:
+def build_graphs(plan: Plan, *, progress: bool = True, workers: int | None = None,
+                 pack: int | None = None) -> BuiltData:
     """Read every record of the plan's dataset (``data.max_records`` honoured) and build its
     experiment graph.
 
@@ -222,29 +231,39 @@ def build_graphs(plan: Plan, *, progress: bool = True, workers: int | None = Non
         workers: processes to build in (default ``data.featurize_workers``); ``0``/``1`` builds
             in-process. Parallel building needs the ``fork`` start method (Linux); elsewhere it
             builds in-process.
+        pack: return the graphs packed (see :func:`build_records`).
     """
     skips = SkipLog()
     ds_info = plan.dataset_spec.info
     with plan.registry.guard(ds_info, "reading records"):
         records = _limited(plan.dataset.records(skips), plan.config.data.max_records)
         return build_records(plan, records, progress=progress, workers=workers, skips=skips,
-                             source=f"dataset '{ds_info.name}'")
+                             source=f"dataset '{ds_info.name}'", pack=pack)
 
 
 def build_records(plan: Plan, records: Iterable[Record], *, progress: bool = False, workers: int | None = None,
-                  skips: SkipLog | None = None, source: str = "the records given") -> BuiltData:
+                  skips: SkipLog | None = None, source: str = "the records given", pack: int | None = None) -> BuiltData:
     """Build the experiment graphs of ``records`` (any iterable; read lazily) with the plan's
-    builders, edge sources, cache and schema. Rejected records go to ``skips`` (a new log unless
-    given); ``DataError`` when no record could be built."""
+    builders, edge sources, cache and schema. Every record first passes the record checks
+    (:class:`~cgc_framework.engine.validate.RecordChecks`: unique ids, field conventions). Rejected
+    records go to ``skips`` (a new log unless given); ``DataError`` (with ``skips``) when no record
+    could be built.
+
+    ``pack``: collect the graphs into a :class:`~cgc_framework.engine.shards.PackedGraphs` (concatenated
+    tensors, ~3x smaller than ``HeteroData`` objects), packing every ``pack`` graphs as they come, so
+    a large corpus never exists as Python objects all at once; graphs of differing layouts fall back to
+    a list."""
     skips = SkipLog() if skips is None else skips
     omitted = SkipLog()
     graphs: list[HeteroData] = []
+    chunks: list[PackedGraphs] | None = []
     ids: list[str] = []
     cache = open_cache(plan)
     workers = plan.config.data.featurize_workers if workers is None else workers
     parallel = workers > 1 and "fork" in multiprocessing.get_all_start_methods()
     read = 0
-    results = _build_parallel(plan, records, cache, workers) if parallel else _build_serial(plan, records, cache)
+    items = RecordChecks().filter(records)
+    results = _build_parallel(plan, items, cache, workers) if parallel else _build_serial(plan, items, cache)
     bar = tqdm(results, desc="featurizing", unit="rec", disable=not progress, leave=False)
     for record_id, graph, rejected, omissions in bar:
         read += 1
@@ -254,13 +273,30 @@ def build_records(plan: Plan, records: Iterable[Record], *, progress: bool = Fal
         else:
             graphs.append(graph)
             ids.append(record_id)
-    if not graphs:
+            if pack and len(graphs) >= pack:
+                chunks, graphs = _pack_chunk(chunks, graphs)
+    if pack and chunks is not None:
+        chunks, graphs = _pack_chunk(chunks, graphs)
+    built: Sequence[HeteroData] = PackedGraphs.concat(chunks) if pack and chunks is not None else graphs
+    if not len(built):
         first = "; ".join(f"{e.record_id}: {e.reason}" for e in skips.entries[:5])
+        by = ", ".join(f"{c} {n}" for c, n in skips.counts().most_common())
+        detail = f"by {by}; the first {min(5, len(skips))}: {first}" if first else "there were none"
         raise DataError(
-            f"no usable records: {source} gave {read} records and "
-            f"{len(skips)} were skipped ({first or 'there were none'}). "
-            f"Check data.dataset.params in the config and the input files.")
-    return BuiltData(graphs, ids, read, skips, omitted)
+            f"no usable records: {source} gave {read} records and {len(skips)} were skipped ({detail}). "
+            f"Check data.dataset.params in the config and the input files.", skips=skips)
+    return BuiltData(built, ids, read, skips, omitted)
+
+
+def _pack_chunk(chunks: list[PackedGraphs] | None, graphs: list[HeteroData]
+                ) -> tuple[list[PackedGraphs] | None, list[HeteroData]]:
+    """Pack ``graphs`` onto ``chunks``; ``(None, all graphs)`` once a layout differs (list mode)."""
+    if chunks is None or not graphs:
+        return chunks, graphs
+    try:
+        return chunks + [PackedGraphs.from_graphs(graphs)], []
+    except ValueError:  # graphs with differing stores: keep them as a list
+        return None, [g for c in chunks for g in c] + graphs
 
 
 def _limited(records: Iterable[Record], limit: int | None) -> Iterator[Record]:
@@ -274,8 +310,8 @@ _Result = tuple[str, Any, Any, list]
 """``(record id, graph or None, RecordRejected or None, omitted SkippedRecords)``."""
 
 
-def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    chunk: list[Record] = []
+def _chunks(records: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
     for record in records:
         chunk.append(record)
         if len(chunk) == size:
@@ -285,10 +321,17 @@ def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-def _build_chunk(plan: Plan, records: list[Record], cache: GraphCache | None) -> list[_Result]:
+def _build_chunk(plan: Plan, items: list[Record | Rejection], cache: GraphCache | None) -> list[_Result]:
+    """Results of ``items`` in order; a :data:`Rejection` (failed the record checks) is not built."""
+    records = [r for r in items if isinstance(r, Record)]
     prebuilt = prebuild(plan, records, cache)
-    out = []
-    for k, record in enumerate(records):
+    out: list[_Result] = []
+    k = -1
+    for record in items:
+        if not isinstance(record, Record):
+            out.append((record[0], None, RecordRejected(*record[1:]), []))
+            continue
+        k += 1
         omitted = SkipLog()
         mine = {name: results[k] for name, results in prebuilt.items() if results[k] is not None}
         try:
@@ -298,7 +341,8 @@ def _build_chunk(plan: Plan, records: list[Record], cache: GraphCache | None) ->
     return out
 
 
-def _build_serial(plan: Plan, records: Iterable[Record], cache: GraphCache | None) -> Iterator[_Result]:
+def _build_serial(plan: Plan, records: Iterable[Record | Rejection], cache: GraphCache | None
+                  ) -> Iterator[_Result]:
     for chunk in _chunks(records, CHUNK):
         yield from _build_chunk(plan, chunk, cache)
 
@@ -312,7 +356,7 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _worker_build(records: list[Record]) -> list[tuple]:
+def _worker_build(records: list[Record | Rejection]) -> list[tuple]:
     """Build a chunk of records in a child; tensors travel as NumPy arrays (no shared-memory
     handles). An error ends the chunk's list."""
     plan, cache = _WORKER_STATE["plan"], _WORKER_STATE["cache"]
@@ -321,8 +365,9 @@ def _worker_build(records: list[Record]) -> list[tuple]:
     except PluginError as exc:
         return [("error", str(exc), exc.distribution, exc.entry_point, exc.component)]
     except Exception as exc:  # noqa: BLE001 - re-raised in the driver with the records named
-        return [("error", f"{type(exc).__name__} while building records '{records[0].id}' to "
-                          f"'{records[-1].id}': {exc}", None, None, None)]
+        ids = [r.id if isinstance(r, Record) else r[0] for r in (records[0], records[-1])]
+        return [("error", f"{type(exc).__name__} while building records '{ids[0]}' to "
+                          f"'{ids[1]}': {exc}", None, None, None)]
     out = []
     for rid, graph, rej, omissions in results:
         packed = None if graph is None else {k: {a: t.numpy() for a, t in v.items()}
@@ -332,7 +377,7 @@ def _worker_build(records: list[Record]) -> list[tuple]:
     return out
 
 
-def _build_parallel(plan: Plan, records: Iterable[Record], cache: GraphCache | None,
+def _build_parallel(plan: Plan, records: Iterable[Record | Rejection], cache: GraphCache | None,
                     workers: int) -> Iterator[_Result]:
     _WORKER_STATE.update(plan=plan, cache=cache)
     ctx = multiprocessing.get_context("fork")

@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 for _key, _value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
                      "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
@@ -36,8 +36,7 @@ for _key, _value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from cgc_framework.engine.checkpoint import build_model, load_checkpoint, save_checkpoint
-from cgc_framework.engine.compose import Plan  # noqa: E402
+from cgc_framework.engine.checkpoint import build_model, init_from, load_checkpoint, resolve_checkpoint, save_checkpoint
 from cgc_framework.engine.registry import env_plugins_dirs, load_registry  # noqa: E402
 from cgc_framework.engine.shards import PackedGraphs  # noqa: E402
 from cgc_framework.engine.training import (  # noqa: E402
@@ -50,6 +49,7 @@ from cgc_framework.engine.training import (  # noqa: E402
 from cgc_framework.engine.versions import package_versions  # noqa: E402
 from cgc_framework.plugin.errors import CGCError  # noqa: E402
 from cgc_framework.plugin.graph import graph_from_dict, graph_to_dict  # noqa: E402
+from cgc_framework.plugin.plan import Plan  # noqa: E402
 
 
 class TrainingError(CGCError):
@@ -188,6 +188,10 @@ def _train_worker(cfg: dict[str, Any]) -> None:
     found = find_resume_checkpoint(run_dir, cfg["checkpoint_meta"]["config_hash"]) \
         if cfg["resume"] or restarted else None
     torch.manual_seed(cfg["loop"].seed + 7919 * rank)  # task randomness differs per rank
+    if found is None and cfg.get("init") is not None:  # a fresh run starting from other weights
+        report = init_from(core, load_checkpoint(cfg["init"]["path"]), cfg["init"]["parts"])
+        if rank == 0:
+            (run_dir / "init.json").write_text(json.dumps({**cfg["init"], **report}, indent=1))
     if found is not None:
         path, ckpt = found
         core.load_state_dict(ckpt["model"])
@@ -294,7 +298,7 @@ def loop_config(plan: Plan) -> LoopConfig:
                       c.run.seed, bf16=c.trainer.bf16)
 
 
-def pretrain(plan: Plan, graphs: list[Any], run_dir: Path, *, progress: bool = True,
+def pretrain(plan: Plan, graphs: Sequence[Any], run_dir: Path, *, progress: bool = True,
              extra_plugins: tuple[Any, ...] = (), resume: bool = False) -> TrainOutcome:
     """Run the plan's stages on Ray Train workers; returns the stage checkpoints written.
 
@@ -308,14 +312,15 @@ def pretrain(plan: Plan, graphs: list[Any], run_dir: Path, *, progress: bool = T
     tc = plan.config.trainer
     data_dir = run_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    graphs_path = data_dir / "graphs.pt"
-    torch.save([graph_to_dict(g) for g in graphs], graphs_path)
+    graphs_path: Path | None = None
     packed_path: Path | None = data_dir / "graphs.packed.pt"
     try:
-        PackedGraphs.from_graphs(graphs).save(packed_path)
-    except ValueError as exc:  # graphs with differing stores: the workers use the list instead
+        packed = graphs if isinstance(graphs, PackedGraphs) else PackedGraphs.from_graphs(list(graphs))
+        packed.save(packed_path)
+    except ValueError as exc:  # graphs with differing stores: the workers read a list instead
         logging.getLogger(__name__).warning("not packing the graphs (%s); workers rebuild them one by one", exc)
-        packed_path = None
+        packed_path, graphs_path = None, data_dir / "graphs.pt"
+        torch.save([graph_to_dict(g) for g in graphs], graphs_path)
     if not resume:
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
         for old in (run_dir / "checkpoints").glob("*.pt"):
@@ -327,11 +332,14 @@ def pretrain(plan: Plan, graphs: list[Any], run_dir: Path, *, progress: bool = T
         "schema": plan.schema,
         "components": components,
         "loop": loop_config(plan),
-        "graphs_path": str(graphs_path),
+        "graphs_path": str(graphs_path) if graphs_path else None,
         "packed_path": str(packed_path) if packed_path else None,
         "run_dir": str(run_dir),
         "extra_plugins": list(extra_plugins),
         "plugins_dirs": env_plugins_dirs(),
+        "init": None if plan.config.model.init is None else {
+            "path": str(resolve_checkpoint(plan.config.model.init.checkpoint, plan.registry, plan.base_dir)),
+            "name": plan.config.model.init.checkpoint, "parts": list(plan.config.model.init.parts)},
         "resume": resume,
         "checkpoint_every_steps": tc.checkpoint_every_steps,
         "keep_checkpoints": tc.keep_checkpoints,

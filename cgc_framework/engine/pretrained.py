@@ -38,7 +38,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 from torch_geometric.loader import DataLoader
 
-from cgc_framework.engine.checkpoint import load_checkpoint, load_model
+from cgc_framework.engine.checkpoint import load_checkpoint, load_model, resolve_checkpoint
 from cgc_framework.engine.featurize import build_values
 from cgc_framework.engine.registry import PluginRegistry, load_registry
 from cgc_framework.engine.shards import PackedGraphs
@@ -157,11 +157,13 @@ def load_pretrained(checkpoint: str | Path, *, extra_plugins: tuple[Any, ...] = 
                     registry: PluginRegistry | None = None,
                     builders: dict[str, dict[str, Any]] | None = None,
                     device: str | torch.device = "cpu") -> Pretrained:
-    """Rebuild encoder and task heads from ``checkpoint`` (``torch.load(weights_only=True)``);
-    a missing, damaged or foreign file raises :class:`~cgc_framework.engine.checkpoint.CheckpointError`."""
-    path = Path(checkpoint)
-    ckpt = load_checkpoint(path)
+    """Rebuild encoder and task heads from ``checkpoint`` — a checkpoint file, or the name of a
+    registered pretrained model such as ``"default"`` (``cgc-plugins`` lists them) — with
+    ``torch.load(weights_only=True)``; a missing, damaged or foreign file raises
+    :class:`~cgc_framework.engine.checkpoint.CheckpointError`."""
     reg = registry or load_registry(extra_plugins)
+    path = resolve_checkpoint(checkpoint, reg)
+    ckpt = load_checkpoint(path)
     model, meta = load_model(ckpt, reg, device=device)
     recorded = builders or ckpt.get("builders") or _builders_from_run_dir(path) or {}
     return Pretrained(model, GraphSchema.from_dict(ckpt["schema"]), reg, path, meta, dict(recorded),
@@ -178,8 +180,12 @@ def _builders_from_run_dir(checkpoint: Path) -> dict[str, dict[str, Any]]:
 
 
 def load_graphs(path: str | Path) -> list[HeteroData]:
-    """Graphs saved as a list of :func:`~cgc_framework.plugin.graph.graph_to_dict` (e.g. ``<run>/data/graphs.pt``)."""
-    return [graph_from_dict(d) for d in torch.load(path, map_location="cpu", weights_only=True)]
+    """The graphs of a run's packed shard (``<run>/data/graphs.packed.pt``) or of a list saved with
+    :func:`~cgc_framework.plugin.graph.graph_to_dict`."""
+    blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    if isinstance(blob, dict) and "graphs" in blob and "format" in blob:
+        return list(PackedGraphs.load(path, mmap=True))
+    return [graph_from_dict(d) for d in blob]
 
 
 __all__ = ["Pretrained", "load_pretrained", "load_graphs"]

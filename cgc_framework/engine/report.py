@@ -20,6 +20,8 @@ def plot_loss_curves(metrics: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if metrics.empty:  # a run whose stages train no step (epochs: 0) has no curve to draw
+        return
     loss_cols = ["loss"] + sorted(c for c in metrics.columns if c.endswith("/loss"))
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for col in loss_cols:
@@ -37,10 +39,18 @@ def plot_loss_curves(metrics: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+#: metrics columns that are bookkeeping, not a loss term or a task's log
+_NOT_TERMS = {"step", "stage", "stage_index", "epoch", "graphs", "lr", "time_s"}
+
+
 def stage_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Per stage and loss column: steps, first-epoch mean, last-epoch mean, relative change."""
-    rows = []
-    loss_cols = ["loss"] + sorted(c for c in metrics.columns if c.endswith("/loss"))
+    """Per stage and logged value (the total loss, every task's loss and every term a task logs,
+    e.g. masked recovery's per-type ``<type>_loss`` / ``<type>_relative``): steps, first-epoch mean,
+    last-epoch mean, relative change."""
+    rows: list[dict] = []
+    if metrics.empty:
+        return pd.DataFrame(rows)
+    loss_cols = ["loss"] + sorted(c for c in metrics.columns if c not in _NOT_TERMS and c != "loss")
     for (si, stage), df in metrics.groupby(["stage_index", "stage"], sort=True):
         first_ep, last_ep = df["epoch"].min(), df["epoch"].max()
         for col in loss_cols:
@@ -63,6 +73,28 @@ def _md_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
     return "\n".join(lines)
 
 
+VERDICT_MARK = "**Verdict**"
+"""Evaluations state whether the model beat each baseline on its held-out evaluation in lines that
+start with this mark; the summary repeats them at the top, in words, before any table."""
+
+
+def verdict_section(evaluation_markdown: list[str]) -> list[str]:
+    """``## Verdicts``: every line of the evaluations' paragraphs that starts with :data:`VERDICT_MARK`,
+    under its evaluation's heading (nothing when no evaluation states a verdict)."""
+    out: list[str] = []
+    for paragraph in evaluation_markdown:
+        lines = paragraph.splitlines()
+        heading = next((ln.lstrip("# ").strip() for ln in lines if ln.startswith("### ")), "")
+        found = [ln.strip() for ln in lines if ln.strip().startswith(VERDICT_MARK)]
+        if found:
+            out += [f"- {heading}: " + ln.replace(VERDICT_MARK, "", 1).strip() for ln in found]
+    if not out:
+        return []
+    return ["", "## Verdicts", "",
+            "Did the model beat each baseline on its held-out evaluation? (details and every number under "
+            "Evaluation below)", "", *out]
+
+
 def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, graphs_built: int,
                   skips: SkipLog, omitted: SkipLog, metrics: pd.DataFrame, checkpoints: list[Path],
                   wall_seconds: float, dataset_info: dict[str, Any],
@@ -74,6 +106,7 @@ def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, g
            f"- wall time: {wall_seconds:.1f} s; trainer: {cfg.trainer.num_workers} Ray worker(s)"
            f"{' (in-process)' if cfg.trainer.num_workers == 0 else ''}, "
            f"{'GPU' if cfg.trainer.use_gpu else 'CPU'}",
+           *verdict_section(evaluation_markdown or []),
            "", "## Components", "",
            _md_table(pd.DataFrame([{"kind": s.info.kind, "config key": s.key, "name": s.info.name,
                                     "distribution": f"{s.info.distribution} {s.info.version}"}
@@ -114,7 +147,8 @@ def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, g
             _md_table(pd.DataFrame([{"stage": f"{i + 1}. {s.name}", "epochs": s.epochs,
                                      "weights": ", ".join(f"{k}={w:g}" for k, w in s.weights.items())}
                                     for i, s in enumerate(cfg.stages)])),
-            "", "Mean loss in the first and last epoch of each stage:", "",
+            "", "Mean of every logged loss and loss term (e.g. each masked type, raw and relative) in the "
+            "first and last epoch of each stage:", "",
             _md_table(stage_table(metrics)), "",
             "![loss curve](loss_curve.png)", ""]
     recovery = run_dir / "recovery.log"

@@ -72,6 +72,31 @@ class PackedGraphs:
                     packed[key][f"{attr}__ptr"] = _ptr([p.size(dim) for p in parts])
         return cls(packed, len(dicts))
 
+    @classmethod
+    def concat(cls, shards: list[PackedGraphs]) -> PackedGraphs:
+        """One shard holding the graphs of ``shards`` in order (each built by :meth:`from_graphs`
+        from graphs of one layout). ``ValueError`` when their layouts differ."""
+        shards = [s for s in shards if s.count]
+        if len(shards) <= 1:
+            return shards[0] if shards else cls({}, 0)
+        layout = {k: set(v) for k, v in shards[0].tensors.items()}
+        for i, s in enumerate(shards[1:], start=1):
+            if {k: set(v) for k, v in s.tensors.items()} != layout:
+                raise ValueError(f"cannot concatenate packed shards with different stores/attributes (shard {i})")
+        out: dict[str, dict[str, torch.Tensor]] = {}
+        for key, attrs in layout.items():
+            for attr in attrs:
+                parts = [s.tensors[key][attr] for s in shards]
+                if attr.endswith("__ptr"):  # offsets: shift each shard's by the total before it
+                    shifted, total = [parts[0]], int(parts[0][-1])
+                    for p in parts[1:]:
+                        shifted.append(p[1:] + total)
+                        total += int(p[-1])
+                    out.setdefault(key, {})[attr] = torch.cat(shifted)
+                else:
+                    out.setdefault(key, {})[attr] = torch.cat(parts, dim=_cat_dim(attr))
+        return cls(out, sum(s.count for s in shards))
+
     def save(self, path: str | Path) -> None:
         """Write the shard (plain tensors; ``torch.load(weights_only=True)`` reads it)."""
         torch.save({"format": torch.tensor([PACKED_FORMAT]), "count": torch.tensor([self.count]),

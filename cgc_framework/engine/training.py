@@ -106,7 +106,8 @@ def _normalize(pos: LoopPosition, cfg: LoopConfig, micro_batches: int) -> LoopPo
     stage_index, epoch, mb = pos.stage_index, pos.epoch, pos.micro_batch
     if mb >= micro_batches:
         epoch, mb = epoch + 1, 0
-    if stage_index < len(cfg.stages) and epoch >= cfg.stages[stage_index].epochs:
+    # a stage of 0 epochs is not skipped: it trains no step but still ends (and checkpoints)
+    if stage_index < len(cfg.stages) and 0 < cfg.stages[stage_index].epochs <= epoch:
         stage_index, epoch, mb = stage_index + 1, 0, 0
     return LoopPosition(stage_index, epoch, mb, pos.global_step)
 

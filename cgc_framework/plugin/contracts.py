@@ -208,7 +208,9 @@ class EvaluationContext:
         from cgc_framework.engine.pretrained import Pretrained
 
         model = self.untrained_model() if untrained else self.model
-        return Pretrained(model, self.plan.schema, self.plan.registry, self.checkpoint, {},
+        # a PretrainModel; typed nn.Module here so that this module does not import the engine
+        return Pretrained(model, self.plan.schema,  # type: ignore[arg-type]
+                          self.plan.registry, self.checkpoint, {},
                           self.plan.builder_refs(), self.device)
 
 

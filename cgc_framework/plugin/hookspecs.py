@@ -137,6 +137,18 @@ def register_commands(register: Register) -> None:
     """
 
 
+@hookspec
+def register_pretrained_models(register: Register) -> None:
+    """Register pretrained weights a distribution ships.
+
+    ``register(name, factory, description="")`` with ``factory(None) -> pathlib.Path`` of a
+    cgc-framework checkpoint (usually package data). ``load_pretrained(name)``, ``cgc-embed --model
+    name`` and ``model.init.checkpoint: name`` in ``registry.yaml`` resolve the name to that file. The
+    checkpoint must load with ``torch.load(..., weights_only=True)``; ship a model card beside it
+    (the config and command that produced it, data checksums, compute, evaluation results).
+    """
+
+
 HOOK_KINDS: dict[str, str] = {
     "dataset": "register_datasets",
     "modality": "register_modalities",
@@ -146,5 +158,6 @@ HOOK_KINDS: dict[str, str] = {
     "pretraining_task": "register_pretraining_tasks",
     "evaluator": "register_evaluators",
     "command": "register_commands",
+    "pretrained_model": "register_pretrained_models",
 }
 """Component kind (as used in listings and error messages) -> the hook that registers it."""

@@ -8,7 +8,8 @@ Each categorical column ``k`` has ``num_classes + 1`` embedding rows; the last o
 index that masking tasks write. ``node_mask`` (bool ``[N_t]``), when a task sets it, adds a learned
 per-type mask token, so "masked" is distinguishable from "all-zero features".
 
-Edge features (optional, ``edge_features=True``): for every edge type ``(s, r, d)`` with features,
+Edge features (optional: ``edge_features=True``, or a collection of the edge types to inject) — for
+every such edge type ``(s, r, d)`` with features,
 ``e = Linear(edge_attr) + sum_k Embedding_k(edge_attr_cat[:, k]) + mask_token * edge_mask`` and the
 mean of ``e`` over the incoming edges of each ``d`` node is added to ``h_d``. Masking tasks set
 ``edge_mask`` (bool ``[E]``) on the edge store, exactly as ``node_mask`` on node stores. Injecting edge
@@ -17,6 +18,8 @@ operator its paper writes), at the cost of edge features entering only once.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import torch
 from torch import Tensor, nn
@@ -58,14 +61,17 @@ class SchemaInputEmbedding(nn.Module):
     ``forward(data)`` returns ``{node_type: Tensor[N_t, hidden_dim]}`` for every schema node type.
     """
 
-    def __init__(self, schema: GraphSchema, hidden_dim: int, *, edge_features: bool = False):
+    def __init__(self, schema: GraphSchema, hidden_dim: int, *,
+                 edge_features: bool | Collection[tuple[str, str, str]] = False):
         super().__init__()
         self.hidden_dim = hidden_dim
         self.node = nn.ModuleDict({t: FeatureEmbedding(s, hidden_dim) for t, s in schema.node_types.items()})
-        # edge types with features, keyed "src|rel|dst" (ModuleDict keys must be strings)
+        # edge types with features, keyed "src|rel|dst" (ModuleDict keys must be strings); a collection
+        # of edge types injects only those (an encoder that reads some edge features itself)
+        chosen = (lambda k: edge_features) if isinstance(edge_features, bool) else (lambda k: k in set(edge_features))
         self.edge = nn.ModuleDict({edge_key(k): FeatureEmbedding(s, hidden_dim)
                                    for k, s in schema.edge_types.items()
-                                   if edge_features and (s.continuous_dim or s.cardinalities)})
+                                   if chosen(k) and (s.continuous_dim or s.cardinalities)})
 
     def forward(self, data: HeteroData) -> dict[str, Tensor]:
         out = {}

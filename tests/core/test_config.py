@@ -67,7 +67,7 @@ def test_wrong_type_and_out_of_range_name_path_and_value(tmp_path, registry_yaml
     d = default_dict(registry_yaml)
     d["optimizer"]["lr"] = -0.5
     d["trainer"]["num_workers"] = "two"
-    d["stages"][0]["epochs"] = 0
+    d["stages"][0]["epochs"] = -1   # 0 is allowed: a stage that evaluates weights as they are
     with pytest.raises(ConfigError) as e:
         load_config(dump(tmp_path, d))
     problems = e.value.problems

@@ -33,7 +33,7 @@ def test_molecule_embeddings_from_smiles_match_the_experiment_graphs(trained):
     assert emb.shape == (4, 16) and torch.isfinite(emb).all()
     assert torch.allclose(emb[0], emb[3]) and not torch.allclose(emb[0], emb[1])
     # a compound's embedding does not depend on the experiment it came from
-    graphs = load_graphs(trained / "data" / "graphs.pt")[:5]
+    graphs = load_graphs(trained / "data" / "graphs.packed.pt")[:5]
     from_graphs = pre.embed_graphs(graphs, "molecule")
     smiles = pd.read_csv(EMBEDDED_COMPOUNDS).dropna(subset=["smiles"])
     _, _, ids = lincs_experiment_graphs(8)
@@ -46,7 +46,7 @@ def test_molecule_embeddings_from_smiles_match_the_experiment_graphs(trained):
 
 def test_cell_embeddings_of_profiles_through_the_registered_builder(trained):
     pre = load_pretrained(trained / "checkpoints" / "final.pt", extra_plugins=(FixtureCellPlugin(),))
-    graphs = load_graphs(trained / "data" / "graphs.pt")[:6]
+    graphs = load_graphs(trained / "data" / "graphs.packed.pt")[:6]
     treated = pre.embed_graphs(graphs, "cell")
     control = pre.embed_graphs(graphs, "cell", state="control")
     assert treated.shape == control.shape == (6, 16)
@@ -66,13 +66,14 @@ def test_cgc_embed_cli(trained, tmp_path, capsys):
     ckpt = str(trained / "checkpoints" / "final.pt")
     assert embed_main([ckpt, "--smiles", *SMILES, "not-a-smiles", "--out", str(out)]) == 0
     table = pd.read_csv(out)
-    assert table.smiles.tolist() == SMILES and list(table.columns[1:]) == [f"e{i}" for i in range(16)]
+    assert table.smiles.tolist() == SMILES and list(table.columns[2:]) == [f"e{i}" for i in range(16)]
+    assert table.row.tolist() == list(range(1, len(SMILES) + 1))  # the argument positions: a row id
     assert "1 invalid SMILES skipped" in capsys.readouterr().out
     pre = load_pretrained(ckpt)
-    assert torch.allclose(torch.tensor(table.iloc[:, 1:].to_numpy(), dtype=torch.float32),
+    assert torch.allclose(torch.tensor(table.iloc[:, 2:].to_numpy(), dtype=torch.float32),
                           pre.embed_smiles(SMILES), atol=1e-5)
     cells = tmp_path / "cells.csv"
-    assert embed_main([ckpt, "--graphs", str(trained / "data" / "graphs.pt"), "--level", "cell",
+    assert embed_main([ckpt, "--graphs", str(trained / "data" / "graphs.packed.pt"), "--level", "cell",
                        "--out", str(cells)]) == 0
     assert pd.read_csv(cells).shape == (64, 17)
     assert embed_main([str(tmp_path / "missing.pt"), "--smiles", "CCO", "--out", str(out)]) == 2

@@ -162,9 +162,9 @@ class _AtomCountEvaluator:
 
         class Norms(Evaluator):
             def evaluate(self, ctx):
-                graphs = torch.load(ctx.output_dir.parents[1] / "data" / "graphs.pt", weights_only=True)
-                from cgc_framework.plugin.graph import graph_from_dict
-                batch = next(iter(DataLoader([graph_from_dict(g) for g in graphs[:8]], batch_size=8)))
+                from cgc_framework.engine.pretrained import load_graphs
+                graphs = load_graphs(ctx.output_dir.parents[1] / "data" / "graphs.packed.pt")
+                batch = next(iter(DataLoader(graphs[:8], batch_size=8)))
                 z = ctx.model.encoder(batch)
                 rows = [{"node_type": t, "nodes": int(v.size(0)), "mean_norm": float(v.norm(dim=1).mean())}
                         for t, v in z.items()]
