@@ -159,10 +159,12 @@ def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, g
         out += ["## Evaluation", ""] + evaluation_markdown + [""]
     if resources:
         out += ["## Resources", "",
-                f"Peak memory of the whole process tree (driver, Ray workers and daemons; summed RSS, "
-                f"sampled every 0.2 s): **{resources['peak_rss_tree_mb']:.0f} MB** "
-                f"(driver alone: {resources['peak_rss_driver_mb']:.0f} MB; up to {resources['max_processes']} "
-                f"processes). Wall time per phase (`resources.json`):", "",
+                f"Peak memory of the whole process tree (driver, Ray workers and daemons; sampled every "
+                f"0.2 s): **{resources['peak_rss_tree_mb']:.0f} MB** summed RSS"
+                + (f", **{resources['peak_pss_tree_mb']:.0f} MB** summed PSS (shared pages counted once)"
+                   if "peak_pss_tree_mb" in resources else "")
+                + f" (driver alone: {resources['peak_rss_driver_mb']:.0f} MB RSS; up to {resources['max_processes']} "
+                f"processes; per process at the peak: `resources.json`). Wall time per phase:", "",
                 _md_table(pd.DataFrame([{"phase": k, "seconds": f"{v:.1f}"}
                                         for k, v in resources["phases"].items()])), ""]
     out += ["## Files", "",

@@ -6,8 +6,11 @@ driver and every descendant process (``psutil``) in a background thread and keep
 sum; :meth:`ResourceMonitor.phase` times named phases (featurize, each stage, each evaluation).
 ``resources.json`` in the run directory and the "Resources" section of ``summary.md`` report both.
 
-The sum of RSS over-counts pages shared between processes (a memory-mapped shard read by two
-workers counts twice), so the figure is an upper bound of what the run needs.
+The sum of RSS over-counts pages shared between processes: every Ray worker maps the same torch
+libraries, and a memory-mapped shard read by two workers counts twice, so it is an upper bound of
+what the run needs. On Linux the monitor also sums the proportional set size (PSS: each shared page
+divided among the processes that map it), which adds up to the memory the tree really occupies, and
+records the processes (name, RSS, PSS) at the PSS peak, so a reader sees where the memory goes.
 """
 
 from __future__ import annotations
@@ -35,13 +38,17 @@ class ResourceMonitor:
         self.peak_tree = 0
         self.peak_driver = 0
         self.peak_processes = 0
+        self.peak_pss = 0
+        self.at_peak: list[tuple[str, int, int]] = []
+        self._pss = hasattr(__import__("psutil").Process().memory_full_info(), "pss")
         self.phases: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = time.perf_counter()
 
     def sample(self) -> int:
-        """One sample: the summed RSS (bytes) of the tree now; updates the peaks."""
+        """One sample: the summed RSS (bytes) of the tree now; updates the peaks (RSS, and PSS where
+        the platform reports it)."""
         import psutil
 
         me = psutil.Process(os.getpid())
@@ -49,16 +56,30 @@ class ResourceMonitor:
             procs = [me, *me.children(recursive=True)]
         except psutil.Error:
             procs = [me]
-        total = 0
+        total = total_pss = 0
+        rows = []
         for p in procs:
             try:
-                rss = p.memory_info().rss
+                if self._pss:
+                    info = p.memory_full_info()
+                    rss, pss = info.rss, getattr(info, "pss", 0)
+                else:
+                    rss, pss = p.memory_info().rss, 0
+                name = p.name()
+            except psutil.AccessDenied:  # no smaps access here: RSS only from now on
+                self._pss = False
+                continue
             except psutil.Error:  # a worker that exited between listing and reading
                 continue
             total += rss
+            total_pss += pss
+            rows.append((name, rss, pss))
             if p is me:
                 self.peak_driver = max(self.peak_driver, rss)
         self.peak_tree = max(self.peak_tree, total)
+        if total_pss > self.peak_pss:
+            self.peak_pss = total_pss
+            self.at_peak = sorted(rows, key=lambda r: -r[2])
         self.peak_processes = max(self.peak_processes, len(procs))
         return total
 
@@ -88,12 +109,18 @@ class ResourceMonitor:
             self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - t
 
     def report(self, extra_phases: dict[str, float] | None = None) -> dict[str, Any]:
-        """``{"wall_seconds", "peak_rss_tree_mb", "peak_rss_driver_mb", "max_processes", "phases"}``."""
-        return {"wall_seconds": round(time.perf_counter() - self._t0, 2),
-                "peak_rss_tree_mb": round(self.peak_tree / MB, 1),
-                "peak_rss_driver_mb": round(self.peak_driver / MB, 1),
-                "max_processes": self.peak_processes,
-                "phases": {k: round(v, 2) for k, v in {**self.phases, **(extra_phases or {})}.items()}}
+        """``{"wall_seconds", "peak_rss_tree_mb", "peak_pss_tree_mb", "peak_rss_driver_mb",
+        "max_processes", "processes_at_peak", "phases"}`` (PSS entries only where reported)."""
+        out: dict[str, Any] = {"wall_seconds": round(time.perf_counter() - self._t0, 2),
+                               "peak_rss_tree_mb": round(self.peak_tree / MB, 1)}
+        if self.peak_pss:
+            out["peak_pss_tree_mb"] = round(self.peak_pss / MB, 1)
+        out.update({"peak_rss_driver_mb": round(self.peak_driver / MB, 1), "max_processes": self.peak_processes})
+        if self.at_peak:
+            out["processes_at_peak"] = [{"name": n, "rss_mb": round(r / MB, 1), "pss_mb": round(q / MB, 1)}
+                                        for n, r, q in self.at_peak]
+        out["phases"] = {k: round(v, 2) for k, v in {**self.phases, **(extra_phases or {})}.items()}
+        return out
 
     def write(self, path: Path, extra_phases: dict[str, float] | None = None) -> dict[str, Any]:
         data = self.report(extra_phases)
