@@ -57,16 +57,6 @@ def _kind(path: Path) -> str:
     return "smi" if name.endswith((".smi", ".smiles")) else "tsv" if name.endswith((".tsv", ".tab")) else "csv"
 
 
-def _rdkit_reason(messages: str) -> str:
-    """RDKit's log lines without timestamps or repeats, on one line."""
-    lines: list[str] = []
-    for line in str(messages).splitlines():
-        text = " ".join(line.split("]", 1)[-1].split()) if line.startswith("[") else " ".join(line.split())
-        if text and text not in lines:
-            lines.append(text)
-    return "; ".join(lines) or "RDKit could not read or sanitize the molblock"
-
-
 Row = tuple[int, str, "str | None", dict[str, "str | None"]]
 """``(row or record number from 1, SMILES, id or None, {property: value or None})``."""
 
@@ -144,6 +134,8 @@ class SmilesCorpus(Dataset):
         counted and listed (record number and RDKit's reason) and reading goes on."""
         from rdkit import Chem, rdBase
 
+        from cgc_plugins.molecules.rdkit_builder import rdkit_reason
+
         p = self.params
         try:
             raw = open(path, "rb")
@@ -178,8 +170,9 @@ class SmilesCorpus(Dataset):
                                     f"{exc}); check the file's compression") from None
                 if mol is None:
                     self.counts["unreadable"] = self.counts.get("unreadable", 0) + 1
+                    why = rdkit_reason(messages, "RDKit could not read or sanitize the molblock")
                     skips.add(f"{path.name}:{i}", "smiles_corpus", "molblock", f"SDF record {i}",
-                              f"SDF record {i} of {path.name} cannot be read: {_rdkit_reason(messages)}")
+                              f"SDF record {i} of {path.name} cannot be read: {why}")
                     continue
                 smiles = Chem.MolToSmiles(mol) if mol.GetNumAtoms() else ""
                 mid = None

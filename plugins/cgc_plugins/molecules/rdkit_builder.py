@@ -50,20 +50,20 @@ def parse_smiles(smiles: str) -> Chem.Mol:
             mol = Chem.MolFromSmiles(smiles)
         messages = ""
     if mol is None:
-        raise RecordError(f"invalid SMILES: {_rdkit_reason(messages)}")
+        raise RecordError(f"invalid SMILES: {rdkit_reason(messages)}")
     if mol.GetNumAtoms() == 0:
         raise RecordError("SMILES has no atoms")
     return mol
 
 
-def _rdkit_reason(messages: str) -> str:
-    """RDKit's log lines without timestamps or repeats, on one line."""
+def rdkit_reason(messages: str, default: str = "RDKit could not parse or sanitize it") -> str:
+    """RDKit's log lines without timestamps or repeats, on one line (``default`` when it logged none)."""
     lines: list[str] = []
     for line in str(messages).splitlines():
         text = " ".join(line.split("]", 1)[-1].split()) if line.startswith("[") else " ".join(line.split())
         if text and text not in lines:
             lines.append(text)
-    return "; ".join(lines) or "RDKit could not parse or sanitize it"
+    return "; ".join(lines) or default
 
 
 class RDKitMoleculeBuilder(GraphBuilder):
