@@ -29,6 +29,14 @@ class SmilesRows:
     unit: str = "line"
     """What a row number counts: ``"line"`` (of a file) or ``"argument"`` (of ``--smiles``)."""
 
+    def add(self, row: int, text: str) -> None:
+        """Record ``text`` (stripped) at ``row``, or ``row`` as empty when it holds only whitespace."""
+        if text.strip():
+            self.rows.append(row)
+            self.smiles.append(text.strip())
+        else:
+            self.empty.append(row)
+
     def describe_empty(self, limit: int = 10) -> str:
         """``"2 empty rows (lines 3, 7)"`` (``""`` when there are none)."""
         if not self.empty:
@@ -42,11 +50,7 @@ def smiles_arguments(values: list[str]) -> SmilesRows:
     """SMILES given on the command line: row = position (1 = the first)."""
     out = SmilesRows("--smiles", unit="argument")
     for i, s in enumerate(values, start=1):
-        if s.strip():
-            out.rows.append(i)
-            out.smiles.append(s.strip())
-        else:
-            out.empty.append(i)
+        out.add(i, s)
     return out
 
 
@@ -72,14 +76,8 @@ def read_smiles_file(path: str | Path) -> SmilesRows:
     if lines and _is_csv(path, lines[0]):
         return _read_csv(path, out)
     for line_no, line in enumerate(lines, start=1):
-        text = line.strip()
-        if text.startswith("#"):
-            continue
-        if text:
-            out.rows.append(line_no)
-            out.smiles.append(text)
-        else:
-            out.empty.append(line_no)
+        if not line.strip().startswith("#"):
+            out.add(line_no, line)
     return out
 
 
@@ -96,13 +94,7 @@ def _read_csv(path: Path, out: SmilesRows) -> SmilesRows:
         raise DataError(f"{path}: no 'smiles' column (columns: {', '.join(map(str, df.columns))}); name the "
                         f"column holding the SMILES 'smiles', or give a text file with one SMILES per line")
     for i, value in enumerate(df[column].tolist()):
-        line_no = i + 2                                      # the header is line 1
-        text = str(value).strip() if value is not None else ""
-        if text:
-            out.rows.append(line_no)
-            out.smiles.append(text)
-        else:
-            out.empty.append(line_no)
+        out.add(i + 2, "" if value is None else str(value))   # the header is line 1
     return out
 
 

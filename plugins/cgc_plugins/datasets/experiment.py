@@ -95,15 +95,22 @@ def assign_split(key: object, p: SplitParams, record_id: str | None = None) -> s
 _NORM_VERSION = "3"   # 2: rows with text in a feature column and unused columns are reported; 3: context, activity
 
 
-@lru_cache(maxsize=100_000)
-def inchikey14_of(smiles: str | None) -> str | None:
-    """InChIKey connectivity block of a SMILES (RDKit), ``None`` if unparsable."""
+def _mol(smiles: str | None):
+    """RDKit molecule of a SMILES, ``None`` if empty or unparsable (RDKit's log silenced)."""
     if not isinstance(smiles, str) or not smiles.strip():
         return None
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromSmiles(smiles)
+    return Chem.MolFromSmiles(smiles)
+
+
+@lru_cache(maxsize=100_000)
+def inchikey14_of(smiles: str | None) -> str | None:
+    """InChIKey connectivity block of a SMILES (stereo and protonation ignored), ``None`` if unparsable."""
+    from rdkit import Chem
+
+    mol = _mol(smiles)
     if mol is None or not mol.GetNumAtoms():
         return None
     key = Chem.MolToInchiKey(mol)
@@ -113,13 +120,9 @@ def inchikey14_of(smiles: str | None) -> str | None:
 @lru_cache(maxsize=100_000)
 def scaffold_of(smiles: str | None) -> str | None:
     """Bemis-Murcko scaffold SMILES (RDKit; ``""`` for an acyclic molecule), ``None`` if unparsable."""
-    if not isinstance(smiles, str) or not smiles.strip():
-        return None
-    from rdkit import Chem, RDLogger
     from rdkit.Chem.Scaffolds import MurckoScaffold
 
-    RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromSmiles(smiles)
+    mol = _mol(smiles)
     if mol is None:
         return None
     return MurckoScaffold.MurckoScaffoldSmiles(mol=mol, includeChirality=False)

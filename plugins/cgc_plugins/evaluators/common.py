@@ -23,15 +23,11 @@ if TYPE_CHECKING:
 
 @lru_cache(maxsize=200_000)
 def inchikey14(smiles: str | None) -> str | None:
-    """Connectivity block of the InChIKey (stereo and protonation ignored), or None if unparsable."""
-    from rdkit import Chem, RDLogger
+    """Connectivity block of the InChIKey (stereo and protonation ignored), or None if unparsable
+    (the experiment datasets' own key, :func:`~cgc_plugins.datasets.experiment.inchikey14_of`)."""
+    from cgc_plugins.datasets.experiment import inchikey14_of
 
-    RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) and smiles.strip() else None
-    if mol is None or not mol.GetNumAtoms():
-        return None
-    key = Chem.MolToInchiKey(mol)
-    return key[:14] if key else None
+    return inchikey14_of(smiles)
 
 
 def dataset_with_splits(plan: Plan, include_splits: list[str]) -> Dataset:
