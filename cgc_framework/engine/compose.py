@@ -101,6 +101,12 @@ def compose(config: CGCConfig, registry: PluginRegistry, base_dir: Path, source:
     for k, s in edge_specs.items():
         assert s is not None
         source = registry.create("edge_source", s.info.name, s.params)
+        with registry.guard(s.info, "binding to the builders' schema"):
+            try:
+                source.bind(schema)
+            except ValueError as exc:
+                problems.append(f"graph.edge_sources.{k}: {exc}")
+                continue
         with registry.guard(s.info, "publishing its schema"):
             fragment = source.schema()
             try:

@@ -149,6 +149,15 @@ class EdgeSource(ABC):
         only this source adds, such as a drug-target ``protein`` node, is declared here). An edge
         type that links an intervention to the treated cell declares ``role="treatment"``."""
 
+    def bind(self, schema: GraphSchema) -> None:
+        """Called once when the run is composed, before :meth:`schema`, with the schema the graph
+        builders (and the edge sources listed before this one) declared. An edge source that links
+        to nodes by an identity a builder declares reads its names here, e.g. the class names of an
+        expression gene node's ``gene`` feature, so that ``x_cat`` index ``i`` means gene ``names[i]``.
+        Raise ``ValueError`` (with the fix) when the schema lacks what the source needs; it is
+        reported as a config problem of this edge source. Default: nothing."""
+        return None
+
     @abstractmethod
     def add_edges(self, record: Record, data: HeteroData) -> None:
         """Add this source's edge types to ``data`` (built from ``record``) in place, following

@@ -39,9 +39,10 @@ def _matrix() -> np.ndarray:
 
 
 def write_h5ad(path: Path, x: np.ndarray, *, layout: str = "encoded", sparse: bool = False,
-               hv: list[bool] | None = None, extra_obs: dict[str, np.ndarray] | None = None) -> Path:
+               hv: list[bool] | None = None, extra_obs: dict[str, np.ndarray] | None = None,
+               genes: list[str] | None = None) -> Path:
     """A small .h5ad in AnnData's encoded layout (anndata >= 0.8) or its legacy layout (compound obs/var);
-    ``extra_obs``: more obs columns (encoded layout)."""
+    ``extra_obs``: more obs columns, ``genes``: the var index instead of G0..G5 (encoded layout)."""
     hv = hv if hv is not None else [True, True, True, True, False, True]
     cats = ["B", "T"]
     codes = np.array([-1 if t is None else cats.index(t) for t in TYPES], dtype=np.int8)
@@ -61,7 +62,7 @@ def write_h5ad(path: Path, x: np.ndarray, *, layout: str = "encoded", sparse: bo
                 f["X"] = x
                 f["X"].attrs["encoding-type"], f["X"].attrs["encoding-version"] = "array", "0.2.0"
             frames = (("obs", CELLS, {"n_genes": np.arange(8), **(extra_obs or {})}),
-                      ("var", GENES, {"highly_variable": np.array(hv)}))
+                      ("var", genes or GENES, {"highly_variable": np.array(hv)}))
             for name, index, cols in frames:
                 g = f.create_group(name)
                 g.attrs["encoding-type"], g.attrs["encoding-version"] = "dataframe", "0.2.0"

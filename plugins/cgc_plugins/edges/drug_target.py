@@ -2,8 +2,9 @@
 
 Sources (any subset): the Drug Repurposing Hub compound-target edge list
 (``repurposing_compound_target_edges.tsv``: ``broad_cpd_id``, ``inchikey``, ``target_gene_symbol``) and
-JUMP-Target compound metadata (``broad_sample``, ``InChIKey``, ``target``). A record's compound is
-matched by InChIKey (first 14 characters, the connectivity layer) or by its 13-character Broad id
+JUMP-Target compound metadata (``broad_sample``, ``InChIKey``, ``target``), read and matched by
+:class:`~cgc_plugins.edges.target_tables.CompoundTargetTables`: a record's compound is matched by
+InChIKey (first 14 characters, the connectivity layer) or by its 13-character Broad id
 (``BRD-K12345678``, the prefix of a Broad sample id). Genes resolve to structures through
 ``proteins/index.csv`` (``gene_symbol`` -> ``uniprot``, ``file``).
 
@@ -27,86 +28,52 @@ its unlinked structure, counted and named in :meth:`describe` with the reason.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
-import pandas as pd
 import torch
 from torch_geometric.data import HeteroData
 
 from cgc_framework.plugin import EdgeSource, EdgeTypeSpec, FeatureSpec, GraphSchema, NodeTypeSpec, Record, RecordError
 from cgc_framework.plugin.roles import TARGET
-from cgc_plugins.datasets.tables import read_table, require_columns
 
 from .params import DrugTargetParams
-
-EMBEDDED = Path(__file__).resolve().parents[1] / "datasets" / "data" / "targets"
+from .target_tables import EMBEDDED, CompoundTargetTables, gene_symbol, read_checked
 
 PROTEIN_NODE = NodeTypeSpec((), name="protein", description="target protein (structure)", role=TARGET)
 """The ``protein`` node type as declared here; a protein builder must declare it identically."""
 
 
-def _gene(s: str) -> str:
-    return str(s).split()[0].strip().upper()
+_gene = gene_symbol
 
 
 class DrugTargetEdges(EdgeSource):
     def __init__(self, params: DrugTargetParams | None = None):
         p = self.p = params or DrugTargetParams()
-        emb = p.use_embedded
-        self.paths = {
-            "repurposing_hub": p.repurposing_edges or (EMBEDDED / "repurposing_compound_target_edges.tsv" if emb else None),
-            "jump_target": p.jump_target or (EMBEDDED / "JUMP-Target-1_compound_metadata_single_target.tsv" if emb else None),
-        }
-        self.paths = {k: Path(v) for k, v in self.paths.items() if v is not None}
-        idx = p.proteins_index or (EMBEDDED / "proteins_index.csv" if emb else None)
-        self.by_key14: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-        self.by_brd: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-        if "repurposing_hub" in self.paths:
-            df = _table(self.paths["repurposing_hub"], "\t", ("inchikey", "broad_cpd_id", "target_gene_symbol"),
-                        "Repurposing Hub compound-target table", "repurposing_edges")
-            self._index(df["inchikey"], df["broad_cpd_id"], df["target_gene_symbol"], "repurposing_hub")
-        if "jump_target" in self.paths:
-            df = _table(self.paths["jump_target"], "\t", ("InChIKey", "broad_sample", "target"),
-                        "JUMP-Target compound table", "jump_target")
-            self._index(df["InChIKey"], df["broad_sample"], df["target"], "jump_target")
+        self.tables = CompoundTargetTables(p.repurposing_edges, p.jump_target, use_embedded=p.use_embedded,
+                                           component="drug_target")
+        self.paths = self.tables.paths
+        self.by_key14 = self.tables.by_key14
+        self.by_brd = self.tables.by_brd
+        idx = p.proteins_index or (EMBEDDED / "proteins_index.csv" if p.use_embedded else None)
         self.structures: dict[str, tuple[str, str]] = {}
         self.gene_by_file: dict[str, str] = {}
         self.gene_by_uniprot: dict[str, str] = {}
         self.index_path = Path(idx) if idx is not None else None
         if idx is not None:
-            ix = _table(Path(idx), ",", ("gene_symbol", "uniprot", "file"), "proteins index", "proteins_index")
+            ix = read_checked(Path(idx), ",", ("gene_symbol", "uniprot", "file"), "proteins index", "drug_target",
+                              "proteins_index")
             for g, u, f in zip(ix["gene_symbol"], ix["uniprot"], ix["file"]):
                 self.structures.setdefault(_gene(g), (u, f))
                 self.gene_by_file.setdefault(str(f), _gene(g))
                 self.gene_by_uniprot.setdefault(str(u).strip().upper(), _gene(g))
-        self.n_sources = max(len(self.paths), 1)
         self.stats = {"records": 0, "with_targets": 0, "edges": 0, "targets_with_structure": 0,
                       "structures_linked": 0, "structures_not_a_target": 0, "structures_unidentified": 0}
         self.unlinked: dict[str, str] = {}
         """Record id -> why its structure is not linked to its compound (the first 20)."""
 
-    def _index(self, keys, brds, genes, source: str) -> None:
-        for k, b, gs in zip(keys, brds, genes):
-            if not isinstance(gs, str):
-                continue
-            for g in gs.split("|"):
-                g = _gene(g)
-                if isinstance(k, str) and len(k) >= 14:
-                    self.by_key14[k[:14]][g].add(source)
-                if isinstance(b, str) and b.startswith("BRD-"):
-                    self.by_brd[b[:13]][g].add(source)
-
     def targets(self, inchikey: str | None, compound_id: str | None) -> dict[str, float]:
         """``{gene: confidence}`` of one compound (empty when unannotated)."""
-        found: dict[str, set[str]] = defaultdict(set)
-        if isinstance(inchikey, str) and len(inchikey) >= 14:
-            for g, s in self.by_key14.get(inchikey[:14], {}).items():
-                found[g] |= s
-        if isinstance(compound_id, str) and compound_id.startswith("BRD-"):
-            for g, s in self.by_brd.get(compound_id[:13], {}).items():
-                found[g] |= s
-        out = {g: len(s) / self.n_sources for g, s in found.items()}
+        out = self.tables.targets(inchikey, compound_id)
         if self.p.only_with_structure:
             out = {g: c for g, c in out.items() if g in self.structures}
         if self.p.max_targets is not None:
@@ -197,9 +164,7 @@ class DrugTargetEdges(EdgeSource):
             data[key].edge_attr_cat = has.clone()
 
     def _tables(self) -> str:
-        emb = " (embedded subset)" if self.p.use_embedded else ""
-        return ", ".join(f"{k}: {v.name}{emb if v.parent == EMBEDDED else ''}" for k, v in self.paths.items()) \
-            or "no table"
+        return self.tables.names()
 
     def _index_name(self) -> str:
         return self.index_path.name if self.index_path is not None else "the proteins index (none configured)"
@@ -224,8 +189,3 @@ class DrugTargetEdges(EdgeSource):
             out["unlinked structures (record: why; first 20)"] = dict(self.unlinked)
         return out
 
-
-def _table(path: Path, sep: str, needed: tuple[str, ...], what: str, param: str) -> pd.DataFrame:
-    df = read_table(path, what, sep=sep, dtype=str)
-    require_columns(path, df.columns, needed, what, f"Give such a table as the drug_target param {param}", sep=sep)
-    return df
