@@ -188,9 +188,15 @@ def embed_main(argv: list[str] | None = None) -> int:
                         help="with --level cell: encode the treated profile (default) or the control state")
     parser.add_argument("--builder", help="molecule graph builder name (default: as recorded, else rdkit_molecule)")
     parser.add_argument("--out", required=True, help="output CSV")
-    parser.add_argument("--map", metavar="LABELS_CSV", help="also write a 2-D map (PCA; UMAP with umap-learn) of the "
+    labels = parser.add_mutually_exclusive_group()
+    labels.add_argument("--map", metavar="LABELS_CSV", help="also write a 2-D map (PCA; UMAP with umap-learn) of the "
                         "embeddings coloured by a label column of this table, beside the untrained encoder's map, "
                         "each with its kNN label agreement: <out>.map.png, .map.csv, .map.scores.csv")
+    labels.add_argument("--map-run-labels", metavar="COLUMN", help="like --map, coloured by a label the run already "
+                        "has for each of its graphs (with --graphs): a field of its records (e.g. moa, cell_line, "
+                        "source, cell_type) or a column of an evaluation table with a record_id column")
+    parser.add_argument("--run", metavar="DIR", help="with --map-run-labels: the run directory (default: the one "
+                                                     "holding CHECKPOINT, <run>/checkpoints/*.pt)")
     parser.add_argument("--label-column", default="label", help="with --map: the column to colour by (default label)")
     parser.add_argument("--map-key", help="with --map: the column joining labels to rows (default: the first of "
                                           "record_id, smiles, row, graph in both tables)")
@@ -221,7 +227,7 @@ def embed_main(argv: list[str] | None = None) -> int:
             ids, emb, note = _embed_smiles(pre, args)
         table = pd.concat([ids, pd.DataFrame(emb.numpy(), columns=[f"e{i}" for i in range(emb.size(1))])], axis=1)
         table.to_csv(args.out, index=False)
-        if args.map:
+        if args.map or args.map_run_labels:
             from cgc_framework.engine.embedding_map import map_for_cli
 
             note += map_for_cli(pre, ids, emb, args, graphs if args.graphs else None)

@@ -171,20 +171,25 @@ def write_map(embeddings: dict[str, np.ndarray], ids: pd.DataFrame, labels: Labe
     return MapResult(png, csv, scores_csv, used, scores, chance, n, int(len(counts)))
 
 
-def read_labels(path: str | Path, ids: pd.DataFrame, label_column: str = "label",
-                key: str | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Join a labels table (CSV/TSV, read as text) to the embedding rows ``ids``.
+def read_labels(path: str | Path | pd.DataFrame, ids: pd.DataFrame, label_column: str = "label",
+                key: str | None = None, *, name: str = "") -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Join a labels table (CSV/TSV, read as text; or a DataFrame already read, called ``name`` in
+    messages) to the embedding rows ``ids``.
 
     Returns ``(row indices with a label, their labels, stats)``; stats: ``key``, ``unlabelled`` (rows
     without a label, left out of the map), ``unmatched`` (label rows naming no embedding),
     ``duplicates`` (repeated keys; the first row kept). ``CGCError`` naming the file and the fix for
     a missing column or no shared key.
     """
-    path = Path(path)
-    try:
-        table = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise CGCError(f"{path}: cannot read the labels table ({type(exc).__name__}: {exc})") from None
+    if isinstance(path, pd.DataFrame):
+        table = path.astype(str)
+        path = Path(name or "the labels table")
+    else:
+        path = Path(path)
+        try:
+            table = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False)
+        except (OSError, pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+            raise CGCError(f"{path}: cannot read the labels table ({type(exc).__name__}: {exc})") from None
     if label_column not in table.columns:
         raise CGCError(f"{path}: no column {label_column!r} (--label-column); its columns: "
                        f"{', '.join(map(str, table.columns[:20]))}")
@@ -220,12 +225,17 @@ def untrained(pre: Any) -> Any:
 
 
 def map_embeddings(pre: Any, ids: pd.DataFrame, embeddings: np.ndarray, embed_again: Callable[[Any], Any], *,
-                   labels_path: str | Path, label_column: str = "label", key: str | None = None,
-                   prefix: str | Path, method: Method = "auto", k: int = 10, title: str = "") -> tuple[MapResult, dict]:
-    """``cgc-embed --map``: the labelled rows' map for the checkpoint (``embeddings``, rows of ``ids``)
-    and for its untrained architecture (``embed_again(untrained_pre)`` -> the same rows).
+                   labels_path: str | Path | pd.DataFrame, label_column: str = "label", key: str | None = None,
+                   prefix: str | Path, method: Method = "auto", k: int = 10, title: str = "",
+                   labels_name: str = "") -> tuple[MapResult, dict]:
+    """``cgc-embed --map``: the labelled rows' map for the checkpoint (``embeddings`` ``[N, D]``, rows
+    of ``ids``) and for its untrained architecture (``embed_again(untrained_pre)`` -> the same ``[N, D]``
+    rows). ``labels_path``: a labels file, or a table already read (e.g. :func:`run_labels
+    <cgc_framework.engine.run_labels.run_labels>`), named ``labels_name`` in messages.
     Returns ``(result, label stats)``; ``CGCError`` when fewer than 2 rows have a label."""
-    rows, labels, stats = read_labels(labels_path, ids, label_column, key)
+    rows, labels, stats = read_labels(labels_path, ids, label_column, key, name=labels_name)
+    if isinstance(labels_path, pd.DataFrame):
+        labels_path = labels_name or "the labels table"
     if len(rows) < 2:
         raise CGCError(f"{labels_path}: only {len(rows)} embedded row(s) have a label in column {label_column!r} "
                        f"(joined on {stats['key']!r}; {stats['unlabelled']} rows without one); a map needs 2")
@@ -250,18 +260,44 @@ def map_for_cli(pre: Any, ids: pd.DataFrame, embeddings: Any, args: Any, graphs:
         what = "molecule embeddings"
     out = Path(args.out)
     prefix = out.with_name((out.name[:-4] if out.name.lower().endswith(".csv") else out.name) + ".map")
-    result, stats = map_embeddings(pre, ids, np.asarray(embeddings), again, labels_path=args.map,
-                                   label_column=args.label_column, key=args.map_key, prefix=prefix,
+    labels: str | Path | pd.DataFrame = args.map
+    column, name, source = args.label_column, "", ""
+    if getattr(args, "map_run_labels", None):
+        labels, name = run_labels_for_cli(pre, args, graphs)
+        column = args.map_run_labels
+        src = str(labels["label_source"].iloc[0]) if len(labels) else ""
+        source = f", from the run's {'record fields' if src == 'record field' else src}" if src else ""
+    result, stats = map_embeddings(pre, ids, np.asarray(embeddings), again, labels_path=labels,
+                                   label_column=column, key=args.map_key, prefix=prefix, labels_name=name,
                                    method=args.map_method, title=f"{what} of {Path(pre.checkpoint).name} by "
-                                                                 f"{args.label_column}")
+                                                                 f"{column}")
     left = [f"{stats[k]} {w}" for k, w in (("unlabelled", "embedded rows without a label"),
                                            ("unmatched", "label rows matching no embedding"),
                                            ("duplicates", "repeated keys, first kept")) if stats[k]]
-    return (f"\nmap of {result.n_points} labelled rows ({result.n_labels} labels, joined on {stats['key']!r}"
+    return (f"\nmap of {result.n_points} labelled rows ({result.n_labels} labels{source}, joined on {stats['key']!r}"
             f"{'; ' + ', '.join(left) if left else ''}), {result.method.upper()}: kNN label agreement "
             f"pretrained {result.scores['pretrained']:.3f}, untrained {result.scores['untrained']:.3f} "
             f"(chance {result.chance:.3f}); wrote {result.png}, {result.csv}, {result.scores_csv}")
 
 
+def run_labels_for_cli(pre: Any, args: Any, graphs: list | None) -> tuple[pd.DataFrame, str]:
+    """``--map-run-labels COLUMN [--run DIR]``: the run's labels keyed by ``graph`` (DIR, default the
+    checkpoint's run directory) and their name for messages; ``CGCError`` naming the fix when the
+    rows are not the run's graphs."""
+    from cgc_framework.engine.run_labels import run_dir_of, run_labels
+
+    if graphs is None:
+        raise CGCError("--map-run-labels colours the run's own graphs: give them with --graphs <run>/data/graphs.packed.pt")
+    run = Path(args.run) if getattr(args, "run", None) else run_dir_of(pre.checkpoint)
+    if run is None:
+        raise CGCError(f"--map-run-labels: {pre.checkpoint} is not in a run directory (<run>/checkpoints/); "
+                       f"name the run with --run DIR")
+    table = run_labels(run, args.map_run_labels)
+    if len(table) != len(graphs):
+        raise CGCError(f"--map-run-labels: run {run} has {len(table)} graphs but --graphs {args.graphs} holds "
+                       f"{len(graphs)}; give that run's own graphs (<run>/data/graphs.packed.pt) or --run it")
+    return table, f"{run} ({args.map_run_labels})"
+
+
 __all__ = ["MapResult", "chance_agreement", "knn_agreement", "map_embeddings", "map_for_cli", "project_2d", "read_labels",
-           "untrained", "write_map"]
+           "run_labels_for_cli", "untrained", "write_map"]
