@@ -31,6 +31,11 @@ from cgc_plugins.cells.context import CELL_LINES
 from cgc_plugins.datasets.lincs import EMBEDDED_COMPOUNDS
 
 
+def run_graphs(run: Path) -> Path:
+    """A run's graphs: ``data/shards`` (runs since the sharded data path) or ``data/graphs.packed.pt``."""
+    shards = run / "data" / "shards"
+    return shards if shards.is_dir() else run / "data" / "graphs.packed.pt"
+
 def compounds(run: Path, out: Path) -> None:
     table = pd.read_csv(EMBEDDED_COMPOUNDS).dropna(subset=["smiles", "moa"]).drop_duplicates("smiles")
     pre = load_pretrained(run / "checkpoints" / "final.pt")
@@ -57,7 +62,7 @@ def shipped_bbbp(moleculenet: Path, out: Path) -> None:
 
 
 def cells(run: Path, out: Path) -> None:
-    graphs = load_graphs(run / "data" / "graphs.packed.pt")
+    graphs = load_graphs(run_graphs(run))
     pre = load_pretrained(run / "checkpoints" / "final.pt")
     raw = untrained(pre)
     spec = pre.schema.node_types["compartment"]
@@ -93,7 +98,7 @@ def chance_other_groups(labels: np.ndarray, groups: np.ndarray) -> float:
 
 def _moa_scores(run: Path, k: int) -> tuple[pd.DataFrame, dict[str, np.ndarray], pd.Series, pd.DataFrame]:
     """``(rows per source and model, embeddings {model: [N, D]}, MoA per graph, labels)`` of one pooled run."""
-    graphs = load_graphs(run / "data" / "graphs.packed.pt")
+    graphs = load_graphs(run_graphs(run))
     labels = run_labels(run, "moa")
     for col in ("source", "compound_key"):
         labels[col] = run_labels(run, col)[col].to_numpy()

@@ -30,9 +30,6 @@ if TYPE_CHECKING:  # the heavy machinery (torch, Ray, pandas) is imported by the
     from cgc_framework.engine.featurize import BuiltData
 
 
-PACK_EVERY = 4096
-"""Graphs are packed into one shard as they are built, this many at a time (bounded memory)."""
-
 
 @dataclass
 class RunResult:
@@ -180,10 +177,11 @@ def _run(config: str | Path | CGCConfig, monitor: Any, *, overrides: list[str] |
         plan = plan_run(config, overrides=overrides, extra_plugins=extra_plugins)
     import pandas as pd  # the machinery is imported once the config is known to be valid
 
-    from cgc_framework.engine.featurize import build_graphs
     from cgc_framework.engine.orchestrator import pretrain
     from cgc_framework.engine.report import plot_loss_curves, write_summary
     from cgc_framework.engine.resources import stage_seconds
+    from cgc_framework.engine.shard_build import build_shards
+    from cgc_framework.engine.shardset import clear_shards
     from cgc_framework.engine.versions import package_versions
     cfg = plan.config
     show = cfg.trainer.progress if progress is None else progress
@@ -199,7 +197,10 @@ def _run(config: str | Path | CGCConfig, monitor: Any, *, overrides: list[str] |
 
     with monitor.phase("featurize"):
         try:
-            built = build_graphs(plan, progress=show, pack=PACK_EVERY)
+            shards = out / "data" / "shards"
+            if not resume_run:  # a fresh run featurizes afresh; --resume keeps the intact shards
+                clear_shards(shards)
+            built = build_shards(plan, shards, progress=show, extra_plugins=extra_plugins)
         except DataError as exc:  # nothing usable: still leave the full list of reasons behind
             if exc.skips is None:
                 raise

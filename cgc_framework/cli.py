@@ -181,7 +181,8 @@ def embed_main(argv: list[str] | None = None) -> int:
     src.add_argument("--smiles", nargs="+", metavar="SMILES", help="SMILES strings")
     src.add_argument("--smiles-file", help="text file with one SMILES per line ('#' starts a comment), or a CSV "
                                            "with a 'smiles' column; output column 'row' = the line in the file")
-    src.add_argument("--graphs", help="experiment graphs saved as graph_to_dict list (e.g. <run>/data/graphs.packed.pt)")
+    src.add_argument("--graphs", help="a run's experiment graphs: <run>/data/shards (or a packed shard / "
+                                      "graph_to_dict list file)")
     parser.add_argument("--level", choices=["molecule", "cell"], default="molecule",
                         help="with --graphs: which embedding (default molecule)")
     parser.add_argument("--state", choices=["treated", "control"], default="treated",
@@ -220,7 +221,7 @@ def embed_main(argv: list[str] | None = None) -> int:
                 graphs = load_graphs(args.graphs)
             except Exception as exc:  # noqa: BLE001 - any unreadable file: name it, no traceback
                 raise CGCError(f"{args.graphs}: cannot read as saved experiment graphs ({type(exc).__name__}: "
-                               f"{str(exc).strip()[:160]}); give <run>/data/graphs.packed.pt or graphs.pt") from None
+                               f"{str(exc).strip()[:160]}); give a run's <run>/data/shards directory") from None
             emb = pre.embed_graphs(graphs, args.level, state=args.state)
             ids = pd.DataFrame({"graph": range(emb.size(0))})
         else:

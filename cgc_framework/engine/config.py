@@ -65,6 +65,12 @@ class DataSection(StrictModel):
     cache_dir: Path | None = Field(None, description="featurization cache folder (else env CGC_FEATURE_CACHE; "
                                                      "neither: no cache); relative to the working directory")
     featurize_workers: int = Field(0, ge=0, description="processes that build graphs in parallel; 0 = in-process")
+    featurize_on: Literal["local", "ray"] | None = Field(
+        None, description="where shards are built: local (this machine, featurize_workers processes) or ray "
+                          "(one Ray task per shard over the cluster); default ray when trainer.ray_address is set")
+    shard_size: int = Field(4096, gt=0, description="records per featurized shard (data/shards/shard-*.pt)")
+    shuffle_window: int = Field(8, gt=0, description="shards shuffled together each epoch; a worker holds at most "
+                                                     "this many (+1) shards open")
     exclude_evaluation_test_molecules: bool = Field(
         True, description="leakage guard: leave out of pretraining every record whose molecule an evaluation "
                           "in `evaluations:` scores as unseen (e.g. its scaffold test split); each is "

@@ -287,7 +287,7 @@ def run_labels_for_cli(pre: Any, args: Any, graphs: list | None) -> tuple[pd.Dat
     from cgc_framework.engine.run_labels import run_dir_of, run_labels
 
     if graphs is None:
-        raise CGCError("--map-run-labels colours the run's own graphs: give them with --graphs <run>/data/graphs.packed.pt")
+        raise CGCError("--map-run-labels colours the run's own graphs: give them with --graphs <run>/data/shards")
     run = Path(args.run) if getattr(args, "run", None) else run_dir_of(pre.checkpoint)
     if run is None:
         raise CGCError(f"--map-run-labels: {pre.checkpoint} is not in a run directory (<run>/checkpoints/); "
@@ -295,7 +295,7 @@ def run_labels_for_cli(pre: Any, args: Any, graphs: list | None) -> tuple[pd.Dat
     table = run_labels(run, args.map_run_labels)
     if len(table) != len(graphs):
         raise CGCError(f"--map-run-labels: run {run} has {len(table)} graphs but --graphs {args.graphs} holds "
-                       f"{len(graphs)}; give that run's own graphs (<run>/data/graphs.packed.pt) or --run it")
+                       f"{len(graphs)}; give that run's own graphs (<run>/data/shards) or --run it")
     return table, f"{run} ({args.map_run_labels})"
 
 

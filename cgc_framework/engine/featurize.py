@@ -25,7 +25,6 @@ from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from cgc_framework.engine.cache import CACHE_ENV, CachedRejection, GraphCache, cache_key
-from cgc_framework.engine.shards import PackedGraphs
 from cgc_framework.engine.validate import COMPONENT as RECORD_CHECK
 from cgc_framework.engine.validate import RecordChecks, Rejection
 from cgc_framework.plugin.contracts import GraphBuilder
@@ -40,12 +39,23 @@ class BuiltData:
     """The experiment graphs of a run, with the ids of their records."""
 
     graphs: Sequence[HeteroData]
-    """A list, or a :class:`~cgc_framework.engine.shards.PackedGraphs` when built with ``pack``."""
-    record_ids: list[str]
+    """A list, a :class:`~cgc_framework.engine.shards.PackedGraphs` when built with ``pack``, or the
+    :class:`~cgc_framework.engine.shardset.ShardedGraphs` of a run's shards."""
+    ids: list[str] | None
+    """The record ids (``None``: read from the shards on first use of :attr:`record_ids`)."""
     records_read: int
     skips: SkipLog = field(default_factory=SkipLog)
     omitted: SkipLog = field(default_factory=SkipLog)
     """Subgraphs of optional modalities (``required: false``) left out of kept records."""
+    shards_by_node: dict[str, int] = field(default_factory=dict)
+    """Shards built per Ray node id (``local``: on this machine; ``reused``: already there)."""
+
+    @property
+    def record_ids(self) -> list[str]:
+        """The record id of each graph, in order."""
+        if self.ids is None:
+            self.ids = list(self.graphs.record_ids)  # type: ignore[attr-defined]
+        return self.ids
 
 
 def _is_missing(value: object) -> bool:
@@ -222,41 +232,34 @@ def build_record(plan: Plan, record: Record, omitted: SkipLog | None = None,
     return data
 
 
-def build_graphs(plan: Plan, *, progress: bool = True, workers: int | None = None,
-                 pack: int | None = None) -> BuiltData:
+def build_graphs(plan: Plan, *, progress: bool = True, workers: int | None = None) -> BuiltData:
     """Read every record of the plan's dataset (``data.max_records`` honoured) and build its
-    experiment graph.
+    experiment graph, in memory (a run writes shards instead:
+    :func:`~cgc_framework.engine.shard_build.build_shards`).
 
     Args:
         workers: processes to build in (default ``data.featurize_workers``); ``0``/``1`` builds
             in-process. Parallel building needs the ``fork`` start method (Linux); elsewhere it
             builds in-process.
-        pack: return the graphs packed (see :func:`build_records`).
     """
     skips = SkipLog()
     ds_info = plan.dataset_spec.info
     with plan.registry.guard(ds_info, "reading records"):
         records = _limited(plan.dataset.records(skips), plan.config.data.max_records)
         return build_records(plan, records, progress=progress, workers=workers, skips=skips,
-                             source=f"dataset '{ds_info.name}'", pack=pack)
+                             source=f"dataset '{ds_info.name}'")
 
 
 def build_records(plan: Plan, records: Iterable[Record], *, progress: bool = False, workers: int | None = None,
-                  skips: SkipLog | None = None, source: str = "the records given", pack: int | None = None) -> BuiltData:
+                  skips: SkipLog | None = None, source: str = "the records given") -> BuiltData:
     """Build the experiment graphs of ``records`` (any iterable; read lazily) with the plan's
     builders, edge sources, cache and schema. Every record first passes the record checks
     (:class:`~cgc_framework.engine.validate.RecordChecks`: unique ids, field conventions). Rejected
     records go to ``skips`` (a new log unless given); ``DataError`` (with ``skips``) when no record
-    could be built.
-
-    ``pack``: collect the graphs into a :class:`~cgc_framework.engine.shards.PackedGraphs` (concatenated
-    tensors, ~3x smaller than ``HeteroData`` objects), packing every ``pack`` graphs as they come, so
-    a large corpus never exists as Python objects all at once; graphs of differing layouts fall back to
-    a list."""
+    could be built."""
     skips = SkipLog() if skips is None else skips
     omitted = SkipLog()
     graphs: list[HeteroData] = []
-    chunks: list[PackedGraphs] | None = []
     ids: list[str] = []
     cache = open_cache(plan)
     workers = plan.config.data.featurize_workers if workers is None else workers
@@ -273,30 +276,18 @@ def build_records(plan: Plan, records: Iterable[Record], *, progress: bool = Fal
         else:
             graphs.append(graph)
             ids.append(record_id)
-            if pack and len(graphs) >= pack:
-                chunks, graphs = _pack_chunk(chunks, graphs)
-    if pack and chunks is not None:
-        chunks, graphs = _pack_chunk(chunks, graphs)
-    built: Sequence[HeteroData] = PackedGraphs.concat(chunks) if pack and chunks is not None else graphs
-    if not len(built):
-        first = "; ".join(f"{e.record_id}: {e.reason}" for e in skips.entries[:5])
-        by = ", ".join(f"{c} {n}" for c, n in skips.counts().most_common())
-        detail = f"by {by}; the first {min(5, len(skips))}: {first}" if first else "there were none"
-        raise DataError(
-            f"no usable records: {source} gave {read} records and {len(skips)} were skipped ({detail}). "
-            f"Check data.dataset.params in the config and the input files.", skips=skips)
-    return BuiltData(built, ids, read, skips, omitted)
+    if not graphs:
+        raise no_usable_records(skips, read, source)
+    return BuiltData(graphs, ids, read, skips, omitted)
 
 
-def _pack_chunk(chunks: list[PackedGraphs] | None, graphs: list[HeteroData]
-                ) -> tuple[list[PackedGraphs] | None, list[HeteroData]]:
-    """Pack ``graphs`` onto ``chunks``; ``(None, all graphs)`` once a layout differs (list mode)."""
-    if chunks is None or not graphs:
-        return chunks, graphs
-    try:
-        return chunks + [PackedGraphs.from_graphs(graphs)], []
-    except ValueError:  # graphs with differing stores: keep them as a list
-        return None, [g for c in chunks for g in c] + graphs
+def no_usable_records(skips: SkipLog, read: int, source: str) -> DataError:
+    """The error when every record of ``source`` was skipped (the first reasons named)."""
+    first = "; ".join(f"{e.record_id}: {e.reason}" for e in skips.entries[:5])
+    by = ", ".join(f"{c} {n}" for c, n in skips.counts().most_common())
+    detail = f"by {by}; the first {min(5, len(skips))}: {first}" if first else "there were none"
+    return DataError(f"no usable records: {source} gave {read} records and {len(skips)} were skipped ({detail}). "
+                     f"Check data.dataset.params in the config and the input files.", skips=skips)
 
 
 def _limited(records: Iterable[Record], limit: int | None) -> Iterator[Record]:

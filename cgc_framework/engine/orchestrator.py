@@ -38,7 +38,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from cgc_framework.engine.checkpoint import build_model, init_from, load_checkpoint, resolve_checkpoint, save_checkpoint
 from cgc_framework.engine.registry import env_plugins_dirs, load_registry  # noqa: E402
-from cgc_framework.engine.shards import PackedGraphs  # noqa: E402
+from cgc_framework.engine.shardset import ShardedGraphs, clear_shards, write_manifest, write_shard  # noqa: E402
 from cgc_framework.engine.training import (  # noqa: E402
     LoopConfig,
     LoopPosition,
@@ -48,7 +48,6 @@ from cgc_framework.engine.training import (  # noqa: E402
 )
 from cgc_framework.engine.versions import package_versions  # noqa: E402
 from cgc_framework.plugin.errors import CGCError  # noqa: E402
-from cgc_framework.plugin.graph import graph_from_dict, graph_to_dict  # noqa: E402
 from cgc_framework.plugin.plan import Plan  # noqa: E402
 
 
@@ -211,11 +210,9 @@ def _train_worker(cfg: dict[str, Any]) -> None:
         {"rank": rank, "world_size": world, "pid": os.getpid(), "device": str(device),
          "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
          "hostname": socket.gethostname()}))
-    # mmap: a worker pages in only the graphs its sampler shard touches, never the whole set
-    if cfg.get("packed_path"):  # concatenated tensors: batches are sliced, no per-graph HeteroData
-        graphs: Any = PackedGraphs.load(cfg["packed_path"], mmap=True)
-    else:
-        graphs = [graph_from_dict(d) for d in torch.load(cfg["graphs_path"], weights_only=True, mmap=True)]
+    # memory-mapped shards, at most a shuffle window (+1) open: a worker pages in only the graphs of
+    # the window its epoch order is in, never the whole set
+    graphs = ShardedGraphs(cfg["shards_dir"], max_open=cfg["loop"].shuffle_window + 1)
     every, keep = cfg["checkpoint_every_steps"], cfg["keep_checkpoints"]
 
     def reduce_logs(logs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -290,12 +287,25 @@ def _ray_temp_dir() -> str:
                                                         f"ray-{os.getuid() if hasattr(os, 'getuid') else 0}")
 
 
+def init_ray(address: str | None) -> bool:
+    """Connect to the cluster at ``address`` (or start a local Ray instance) unless Ray is already
+    initialized; returns whether this call did (the caller then shuts it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    local = {} if address else {"_temp_dir": _ray_temp_dir()}
+    ray.init(address=address, include_dashboard=False, logging_level="ERROR",
+             log_to_driver=os.environ.get("CGC_RAY_WORKER_LOGS", "0") == "1", **local)
+    return True
+
+
 def loop_config(plan: Plan) -> LoopConfig:
     c = plan.config
     stages = tuple(StageSpec(i, s.name, s.epochs, dict(s.weights)) for i, s in enumerate(c.stages))
     o = c.optimizer
     return LoopConfig(stages, o.lr, o.weight_decay, o.batch_size, o.grad_accum_steps, o.grad_clip_norm,
-                      c.run.seed, bf16=c.trainer.bf16)
+                      c.run.seed, bf16=c.trainer.bf16, shuffle_window=c.data.shuffle_window)
 
 
 def pretrain(plan: Plan, graphs: Sequence[Any], run_dir: Path, *, progress: bool = True,
@@ -310,17 +320,17 @@ def pretrain(plan: Plan, graphs: Sequence[Any], run_dir: Path, *, progress: bool
     from ray.train.torch import TorchTrainer
 
     tc = plan.config.trainer
-    data_dir = run_dir / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    graphs_path: Path | None = None
-    packed_path: Path | None = data_dir / "graphs.packed.pt"
-    try:
-        packed = graphs if isinstance(graphs, PackedGraphs) else PackedGraphs.from_graphs(list(graphs))
-        packed.save(packed_path)
-    except ValueError as exc:  # graphs with differing stores: the workers read a list instead
-        logging.getLogger(__name__).warning("not packing the graphs (%s); workers rebuild them one by one", exc)
-        packed_path, graphs_path = None, data_dir / "graphs.pt"
-        torch.save([graph_to_dict(g) for g in graphs], graphs_path)
+    if isinstance(graphs, ShardedGraphs):
+        shards_dir = graphs.directory
+    else:  # graphs built in memory (the Python API): written as shards, which the workers read
+        shards_dir = run_dir / "data" / "shards"
+        shards_dir.mkdir(parents=True, exist_ok=True)
+        clear_shards(shards_dir)
+        size = plan.config.data.shard_size
+        metas = [write_shard(shards_dir, i, "in-memory", ((str(j), graphs[j], None, []) for j in
+                                                          range(start, min(start + size, len(graphs)))))
+                 for i, start in enumerate(range(0, len(graphs), size))]
+        write_manifest(shards_dir, "in-memory", size, metas, len(graphs))
     if not resume:
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
         for old in (run_dir / "checkpoints").glob("*.pt"):
@@ -332,8 +342,7 @@ def pretrain(plan: Plan, graphs: Sequence[Any], run_dir: Path, *, progress: bool
         "schema": plan.schema,
         "components": components,
         "loop": loop_config(plan),
-        "graphs_path": str(graphs_path) if graphs_path else None,
-        "packed_path": str(packed_path) if packed_path else None,
+        "shards_dir": str(shards_dir),
         "run_dir": str(run_dir),
         "extra_plugins": list(extra_plugins),
         "plugins_dirs": env_plugins_dirs(),
@@ -350,12 +359,7 @@ def pretrain(plan: Plan, graphs: Sequence[Any], run_dir: Path, *, progress: bool
                             "seed": plan.config.run.seed},
     }
     resources = {"CPU": tc.cpus_per_worker, **({"GPU": 1} if tc.use_gpu else {})}
-    started = False
-    if tc.num_workers > 0 and not ray.is_initialized():
-        local = {} if tc.ray_address else {"_temp_dir": _ray_temp_dir()}
-        ray.init(address=tc.ray_address, include_dashboard=False, logging_level="ERROR",
-                 log_to_driver=os.environ.get("CGC_RAY_WORKER_LOGS", "0") == "1", **local)
-        started = True
+    started = init_ray(tc.ray_address) if tc.num_workers > 0 else False
     try:
         with _quiet_ray_train_logs():
             trainer = TorchTrainer(

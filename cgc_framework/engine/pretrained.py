@@ -179,9 +179,15 @@ def _builders_from_run_dir(checkpoint: Path) -> dict[str, dict[str, Any]]:
     return {m: {"name": r["builder"], "params": r.get("params") or {}} for m, r in mods.items()}
 
 
-def load_graphs(path: str | Path) -> list[HeteroData]:
-    """The graphs of a run's packed shard (``<run>/data/graphs.packed.pt``) or of a list saved with
-    :func:`~cgc_framework.plugin.graph.graph_to_dict`."""
+def load_graphs(path: str | Path) -> Sequence[HeteroData]:
+    """The graphs of a run's shards (``<run>/data/shards``, the directory or its ``manifest.json``), of
+    one packed shard file, or of a list saved with :func:`~cgc_framework.plugin.graph.graph_to_dict`.
+    Shards are read lazily (:class:`~cgc_framework.engine.shardset.ShardedGraphs`)."""
+    from cgc_framework.engine.shardset import MANIFEST, ShardedGraphs
+
+    path = Path(path)
+    if path.is_dir() or path.name == MANIFEST:
+        return ShardedGraphs(path if path.is_dir() else path.parent)
     blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     if isinstance(blob, dict) and "graphs" in blob and "format" in blob:
         return list(PackedGraphs.load(path, mmap=True))

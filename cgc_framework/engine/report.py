@@ -172,7 +172,7 @@ def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, g
             "- `metrics.csv` / `metrics.parquet`: one row per optimizer step (`metrics.jsonl`: the same, "
             "written while training)",
             "- `resources.json`: peak memory of the process tree and wall time per phase",
-            "- `data/graphs.packed.pt`: the experiment graphs as one packed shard (what the workers read)",
+            "- `data/shards/`: the experiment graphs as fixed-size packed shards plus `manifest.json` (what the workers stream)",
             "- `skipped_records.csv`: every record left out, with the reason; "
             "`omitted_subgraphs.csv`: optional subgraphs left out of kept records",
             "- checkpoints (load with `torch.load(path, weights_only=True)`): "

@@ -1,6 +1,6 @@
 """Labels a run already has, keyed by graph: ``cgc-embed --map-run-labels COLUMN``.
 
-A run directory keeps its experiment graphs (``data/graphs.packed.pt``, or ``data/shards/``) in
+A run directory keeps its experiment graphs (``data/shards/``; older runs ``data/graphs.packed.pt``) in
 record order, its config (``config.resolved.yaml``), the records it skipped
 (``skipped_records.csv``) and its evaluations' tables (``evaluations/<name>/*.csv``). This module
 gives graph ``i`` its record id and a label column from
@@ -10,8 +10,8 @@ gives graph ``i`` its record id and a label column from
 2. an evaluation table with a ``record_id`` column holding that column (the first such table, rows
    joined on ``record_id``, the first row of a record kept).
 
-**Graph -> record id.** A run written with shards lists the ids in its shard files. A run with one
-packed file does not, so its records are read again exactly as featurization read them: the run's
+**Graph -> record id.** A run written with shards lists the ids in its shard files. An older run with
+one packed file does not, so its records are read again exactly as featurization read them: the run's
 dataset (composed from ``config.resolved.yaml``, ``data.max_records`` honoured), the record checks
 (a repeated id is rejected), minus the records ``skipped_records.csv`` names as rejected by a builder
 or an edge source; the number left must equal the number of graphs, else :class:`CGCError` (the data
@@ -22,7 +22,6 @@ Nothing here knows what the records are.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -53,23 +52,20 @@ def _sharded_ids(run_dir: Path) -> list[str] | None:
     shards = run_dir / "data" / "shards"
     if not (shards / "manifest.json").is_file():
         return None
-    try:
-        from cgc_framework.engine.shardset import ShardedGraphs  # type: ignore[import-not-found]
+    from cgc_framework.engine.shardset import ShardedGraphs
 
-        return list(ShardedGraphs(shards).record_ids())
-    except (ImportError, AttributeError, OSError, KeyError, ValueError, json.JSONDecodeError):
-        return None
+    return ShardedGraphs(shards).record_ids
 
 
 def _graph_count(run_dir: Path) -> int:
-    """Graphs in the run's ``data/graphs.packed.pt`` (or ``graphs.pt``)."""
+    """Graphs in the run's ``data/shards/`` (or, from older runs, ``data/graphs.packed.pt`` / ``graphs.pt``)."""
     from cgc_framework.engine.pretrained import load_graphs
 
-    for name in ("graphs.packed.pt", "graphs.pt"):
+    for name in ("shards", "graphs.packed.pt", "graphs.pt"):
         path = run_dir / "data" / name
-        if path.is_file():
+        if path.exists():
             return len(load_graphs(path))
-    raise CGCError(f"{run_dir}: no data/graphs.packed.pt, data/graphs.pt or data/shards/ (is it a cgc-run output "
+    raise CGCError(f"{run_dir}: no data/shards/, data/graphs.packed.pt or data/graphs.pt (is it a cgc-run output "
                    f"directory?); give --run the run directory, or a labels table with --map")
 
 

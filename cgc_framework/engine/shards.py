@@ -10,6 +10,7 @@ the node offsets. ``edge_index`` keeps each graph's local node numbering.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -97,8 +98,28 @@ class PackedGraphs:
                     out.setdefault(key, {})[attr] = torch.cat(parts, dim=_cat_dim(attr))
         return cls(out, sum(s.count for s in shards))
 
-    def save(self, path: str | Path) -> None:
-        """Write the shard (plain tensors; ``torch.load(weights_only=True)`` reads it)."""
+    def take(self, indices) -> PackedGraphs:
+        """A new shard of graphs ``indices`` (any order, repeats allowed), gathered from the
+        concatenated tensors (copies; local node numbering kept)."""
+        idx = np.asarray(indices.tolist() if isinstance(indices, torch.Tensor) else list(indices), dtype=np.int64)
+        np_ptr = self._np_ptr()
+        out: dict[str, dict[str, torch.Tensor]] = {}
+        for key, attrs in self.tensors.items():
+            gathers: dict[int, tuple[np.ndarray, torch.Tensor]] = {}   # one per offsets vector
+            for attr, t in attrs.items():
+                ptr = np_ptr[key][attr if attr.endswith("__ptr") else f"{attr}__ptr"]
+                if id(ptr) not in gathers:
+                    start, cnt = ptr[idx], ptr[idx + 1] - ptr[idx]
+                    csum = np.cumsum(cnt)
+                    gather = np.repeat(start - (csum - cnt), cnt) + np.arange(int(csum[-1]) if idx.size else 0)
+                    gathers[id(ptr)] = (gather, torch.from_numpy(np.concatenate([[0], csum]).astype(np.int64)))
+                gather, new_ptr = gathers[id(ptr)]
+                out.setdefault(key, {})[attr] = new_ptr if attr.endswith("__ptr") else _take(t, gather, _cat_dim(attr))
+        return PackedGraphs(out, int(idx.size))
+
+    def save(self, path: str | Path | BinaryIO) -> None:
+        """Write the shard to a file or binary stream (plain tensors; ``torch.load(weights_only=True)``
+        reads it)."""
         torch.save({"format": torch.tensor([PACKED_FORMAT]), "count": torch.tensor([self.count]),
                     "graphs": self.tensors}, path)
 

@@ -18,11 +18,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DistributedSampler
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 
 from cgc_framework.engine.shards import PackedGraphs
+from cgc_framework.engine.shardset import ShardedGraphs, WindowedSampler
 from cgc_framework.plugin.contracts import Encoder, PretrainingTask
 
 
@@ -79,6 +79,8 @@ class LoopConfig:
     seed: int
     bf16: bool = True
     """bfloat16 autocast of forward passes on CUDA devices (ignored on CPU)."""
+    shuffle_window: int = 8
+    """Shards shuffled together (see :class:`~cgc_framework.engine.shardset.WindowedSampler`)."""
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,9 @@ def run_stages(model: nn.Module, core: PretrainModel, graphs: Sequence[HeteroDat
     values already reduced over ranks by ``reduce_logs``), the position after that step and the
     optimizer. ``optimizer_state`` restores Adam's moments when resuming inside a stage.
     """
-    sampler = DistributedSampler(graphs, num_replicas=world_size, rank=rank, shuffle=True,
-                                 seed=cfg.seed, drop_last=False)  # pads with repeats: equal steps per rank
+    # pads with repeats: equal steps per rank; one shard (or a list): DistributedSampler's order
+    sampler = WindowedSampler(getattr(graphs, "shard_counts", [len(graphs)]), num_replicas=world_size,
+                              rank=rank, seed=cfg.seed, window=cfg.shuffle_window)
     mbs = micro_batch_size(cfg, world_size)
     micro_batches = math.ceil(len(sampler) / mbs)
     pos = _normalize(start or LoopPosition(), cfg, micro_batches)
@@ -143,7 +146,7 @@ def run_stages(model: nn.Module, core: PretrainModel, graphs: Sequence[HeteroDat
             order = list(sampler)[first * mbs:]  # the epoch's fixed order, minus batches already done
             # own generator: creating a loader iterator draws a seed, which must not move the global
             # RNG that tasks use, or a resumed run would mask differently from an uninterrupted one
-            if isinstance(graphs, PackedGraphs):  # batches sliced from the packed tensors, same content
+            if isinstance(graphs, (PackedGraphs, ShardedGraphs)):  # batches sliced from packed tensors
                 loader = (graphs.collate(order[j:j + mbs]) for j in range(0, len(order), mbs))
             else:
                 loader = DataLoader(graphs, batch_size=mbs, sampler=order, generator=torch.Generator())

@@ -40,3 +40,39 @@ def test_staged_run_on_a_two_node_cluster(registry_yaml, tmp_path):
     assert res.metrics.groupby("stage").size().to_dict() == {"mask": 11, "warmup": 11}
     assert load_checkpoint(res.run_dir / "checkpoints" / "stage1_warmup.pt")["global_step"] == 11
     assert load_checkpoint(res.run_dir / "checkpoints" / "stage2_mask.pt")["global_step"] == 22
+
+
+@pytest.mark.slow
+def test_featurization_on_a_two_node_cluster_writes_the_serial_bytes(tmp_path):
+    """One Ray task per shard, spread over two nodes: the same shard files, byte for byte, and the
+    same skipped records (rejected in different tasks) as building in-process."""
+    import tempfile
+    from pathlib import Path
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from cgc_framework.engine.shard_build import build_shards
+    from cgc_framework.engine.shardset import file_sha256
+    from tests.core.test_shards import corpus, corpus_plan
+
+    path = corpus(tmp_path / "c.csv", 60)
+    serial = build_shards(corpus_plan(path, shard_size=8), tmp_path / "serial", progress=False, backend="local")
+    (Path(tempfile.gettempdir()) / "ray").mkdir(exist_ok=True)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "temp_dir": "/tmp/ray-cgc-cluster"})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        ray.init(address=cluster.address)
+        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        remote = build_shards(corpus_plan(path, shard_size=8), tmp_path / "ray", progress=False, backend="ray")
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert len(nodes) == 2 and set(remote.shards_by_node) == nodes      # both nodes built shards
+    assert sum(remote.shards_by_node.values()) == 7 and serial.shards_by_node == {"local": 7}
+    files = sorted(p.name for p in (tmp_path / "serial").iterdir())
+    assert len(files) == 2 * 7 + 1 and files == sorted(p.name for p in (tmp_path / "ray").iterdir())
+    assert all(file_sha256(tmp_path / "serial" / f) == file_sha256(tmp_path / "ray" / f) for f in files)
+    assert remote.skips.entries == serial.skips.entries and len(serial.skips) == 20
+    assert remote.record_ids == serial.record_ids and remote.records_read == serial.records_read == 55

@@ -1,4 +1,5 @@
-"""Data parallelism: 1 worker x batch B and 2 workers x batch B/2 take the same optimizer steps."""
+"""Data parallelism: 1 worker x batch B and 2 workers x batch B/2 take the same optimizer steps
+(streaming sharded graphs in windowed order)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def test_one_worker_full_batch_equals_two_workers_half_batch(registry_yaml, tmp_
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
     base = [*MACHINERY, one_stage(1), "model.encoder.params.hidden_dim=16", "optimizer.batch_size=32",
-            "tasks.mask={name: graph_size}", "optimizer.lr=0.01"]
+            "tasks.mask={name: graph_size}", "optimizer.lr=0.01",
+            "data.shard_size=60", "data.shuffle_window=2"]    # 6 shards streamed in 3 windows
     params = {}
     for workers in (1, 2):
         res = run(registry_yaml, overrides=base + [f"trainer.num_workers={workers}"],

@@ -33,7 +33,7 @@ def test_molecule_embeddings_from_smiles_match_the_experiment_graphs(trained):
     assert emb.shape == (4, 16) and torch.isfinite(emb).all()
     assert torch.allclose(emb[0], emb[3]) and not torch.allclose(emb[0], emb[1])
     # a compound's embedding does not depend on the experiment it came from
-    graphs = load_graphs(trained / "data" / "graphs.packed.pt")[:5]
+    graphs = load_graphs(trained / "data" / "shards")[:5]
     from_graphs = pre.embed_graphs(graphs, "molecule")
     smiles = pd.read_csv(EMBEDDED_COMPOUNDS).dropna(subset=["smiles"])
     _, _, ids = lincs_experiment_graphs(8)
@@ -46,7 +46,7 @@ def test_molecule_embeddings_from_smiles_match_the_experiment_graphs(trained):
 
 def test_cell_embeddings_of_profiles_through_the_registered_builder(trained):
     pre = load_pretrained(trained / "checkpoints" / "final.pt", extra_plugins=(FixtureCellPlugin(),))
-    graphs = load_graphs(trained / "data" / "graphs.packed.pt")[:6]
+    graphs = load_graphs(trained / "data" / "shards")[:6]
     treated = pre.embed_graphs(graphs, "cell")
     control = pre.embed_graphs(graphs, "cell", state="control")
     assert treated.shape == control.shape == (6, 16)
@@ -73,7 +73,7 @@ def test_cgc_embed_cli(trained, tmp_path, capsys):
     assert torch.allclose(torch.tensor(table.iloc[:, 2:].to_numpy(), dtype=torch.float32),
                           pre.embed_smiles(SMILES), atol=1e-5)
     cells = tmp_path / "cells.csv"
-    assert embed_main([ckpt, "--graphs", str(trained / "data" / "graphs.packed.pt"), "--level", "cell",
+    assert embed_main([ckpt, "--graphs", str(trained / "data" / "shards"), "--level", "cell",
                        "--out", str(cells)]) == 0
     assert pd.read_csv(cells).shape == (64, 17)
     assert embed_main([str(tmp_path / "missing.pt"), "--smiles", "CCO", "--out", str(out)]) == 2

@@ -22,7 +22,8 @@ from tests.support import MACHINERY, one_stage
 
 BIN = Path(sys.executable).parent
 OVERRIDES = [*MACHINERY, "trainer.num_workers=0", one_stage(3), "model.encoder.params.hidden_dim=16",
-             "trainer.checkpoint_every_steps=4", "trainer.keep_checkpoints=2"]
+             "trainer.checkpoint_every_steps=4", "trainer.keep_checkpoints=2",
+             "data.shard_size=100", "data.shuffle_window=2"]   # 4 shards in 2 windows
 
 
 def _steps(run_dir: Path) -> list[int]:
@@ -61,8 +62,12 @@ def test_killed_driver_resumes_to_the_same_metrics_even_past_a_corrupted_checkpo
     proc.wait()
     newest = max((run_dir / "checkpoints").glob("step*.pt"))
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a truncated checkpoint
+    shards = {p.name: p.stat().st_mtime_ns for p in (run_dir / "data" / "shards").glob("shard-*")}
+    assert len(shards) == 8
     res = subprocess.run([BIN / "cgc-run", "--resume", str(run_dir), "--quiet"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+    # the shards were reused, not featurized again
+    assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "data" / "shards").glob("shard-*")} == shards
     assert _steps(run_dir) == list(range(1, 34))  # each step once: no gaps, no duplicates
     resumed = pd.read_csv(run_dir / "metrics.csv")
     assert resumed["loss"].tolist() == reference.metrics["loss"].tolist()

@@ -163,7 +163,7 @@ class _AtomCountEvaluator:
         class Norms(Evaluator):
             def evaluate(self, ctx):
                 from cgc_framework.engine.pretrained import load_graphs
-                graphs = load_graphs(ctx.output_dir.parents[1] / "data" / "graphs.packed.pt")
+                graphs = load_graphs(ctx.output_dir.parents[1] / "data" / "shards")
                 batch = next(iter(DataLoader(graphs[:8], batch_size=8)))
                 z = ctx.model.encoder(batch)
                 rows = [{"node_type": t, "nodes": int(v.size(0)), "mean_norm": float(v.norm(dim=1).mean())}

@@ -95,4 +95,4 @@ def test_pretraining_run_links_real_residue_graphs_to_compounds(tmp_path):
     assert len(res.metrics) > 0
     assert all(math.isfinite(v) for v in res.metrics.select_dtypes("number").iloc[-1].dropna())
     # the training workers read the packed shard (batches sliced from concatenated tensors)
-    assert (res.run_dir / "data" / "graphs.packed.pt").is_file()
+    assert (res.run_dir / "data" / "shards" / "manifest.json").is_file()
