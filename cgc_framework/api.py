@@ -233,7 +233,8 @@ def _run(config: str | Path | CGCConfig, monitor: Any, *, overrides: list[str] |
                   graphs_built=len(built.graphs), skips=built.skips, omitted=built.omitted,
                   metrics=metrics,
                   checkpoints=outcome.checkpoints, wall_seconds=time.perf_counter() - t0,
-                  dataset_info=dataset_info, evaluation_markdown=evaluation_md, resources=resources)
+                  dataset_info=dataset_info, evaluation_markdown=evaluation_md, resources=resources,
+                  shards=built.shards_by_node)
     if show:
         print(f"cgc-run: done in {time.perf_counter() - t0:.0f} s (peak memory of the process tree "
               f"{resources['peak_rss_tree_mb']:.0f} MB); summary: {summary}", flush=True)

@@ -98,7 +98,8 @@ def verdict_section(evaluation_markdown: list[str]) -> list[str]:
 def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, graphs_built: int,
                   skips: SkipLog, omitted: SkipLog, metrics: pd.DataFrame, checkpoints: list[Path],
                   wall_seconds: float, dataset_info: dict[str, Any],
-                  evaluation_markdown: list[str] | None = None, resources: dict[str, Any] | None = None) -> None:
+                  evaluation_markdown: list[str] | None = None, resources: dict[str, Any] | None = None,
+                  shards: dict[str, int] | None = None) -> None:
     cfg = plan.config
     out = [f"# Run `{cfg.run.name}`", "",
            f"- run directory: `{run_dir}`",
@@ -123,7 +124,13 @@ def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, g
             out.append(f"- edge source `{spec.info.name}` ({key}): "
                        + ", ".join(f"{k}: {v}" for k, v in info.items()))
     out += [f"- records read: {records_read}; experiment graphs built: {graphs_built}; "
-            f"records skipped: {len(skips)}", ""]
+            f"records skipped: {len(skips)}"]
+    if shards:
+        where = ", ".join(f"{n} {'on Ray node ' + k[:12] if k not in ('local', 'reused') else k}"
+                          for k, n in sorted(shards.items()))
+        out.append(f"- shards (`data/shards/`, {plan.config.data.shard_size} records each): {sum(shards.values())} "
+                   f"({where})")
+    out.append("")
     if len(skips):
         counts = skips.counts()
         out.append("Skipped records by component: "

@@ -73,7 +73,8 @@ def test_killed_driver_resumes_to_the_same_metrics_even_past_a_corrupted_checkpo
     assert resumed["loss"].tolist() == reference.metrics["loss"].tolist()
     log = (run_dir / "recovery.log").read_text()
     assert f"checkpoint {newest.name} is unreadable" in log and "resuming from step" in log
-    assert "## Recovery" in (run_dir / "summary.md").read_text()
+    summary = (run_dir / "summary.md").read_text()
+    assert "## Recovery" in summary and "shards (`data/shards/`, 100 records each): 4 (4 reused)" in summary
 
 
 def test_resume_refuses_a_directory_that_is_not_a_run(tmp_path):
