@@ -103,7 +103,7 @@ class _ProgressTail:
 
 
 def total_steps(cfg: LoopConfig, num_graphs: int, world_size: int) -> int:
-    """Optimizer steps the loop will take (DistributedSampler pads every rank to the same size)."""
+    """Optimizer steps the loop will take (the sampler pads every rank to the same size)."""
     per_rank = math.ceil(num_graphs / world_size)
     micro = math.ceil(per_rank / micro_batch_size(cfg, world_size))
     return sum(s.epochs for s in cfg.stages) * math.ceil(micro / cfg.grad_accum_steps)
