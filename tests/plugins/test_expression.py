@@ -18,6 +18,7 @@ from cgc_plugins.expression.dataset import H5adCells
 from cgc_plugins.expression.h5ad import H5adMatrix
 from cgc_plugins.expression.panel import ExpressionProfile
 from cgc_plugins.expression.params import ExpressionGraphParams, H5adCellsParams
+from tests.support import fit_losses
 
 h5py = pytest.importorskip("h5py", reason="reading .h5ad needs h5py (pip install -e '.[expression]')")
 
@@ -309,15 +310,8 @@ def test_masked_recovery_trains_on_expression_graphs(h5ad):
     graphs = [schema.conform(b.build(r.fields["expression_profile"])) for r in recs] * 4
     enc = HGTEncoder(HGTParams(hidden_dim=16, num_layers=1, heads=2), schema=schema)
     task = MaskedNodeRecovery(MaskedRecoveryParams(mask_rate=0.3), schema=schema, hidden_dim=16)
-    opt = torch.optim.Adam([*enc.parameters(), *task.parameters()], lr=1e-2)
     batch = next(iter(DataLoader(graphs, batch_size=len(graphs))))
-    losses = []
-    for _ in range(40):
-        out = task(batch, enc)
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        losses.append(float(out.loss.detach()))
+    losses, out = fit_losses(task, enc, batch)
     assert f"{NODE_TYPE}_loss" in out.logs and f"{NODE_TYPE}-coexpressed-{NODE_TYPE}_loss" in out.logs
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
 

@@ -11,6 +11,7 @@ import torch
 
 from cgc_framework.plugin import ConfigError
 from tests.plugins.test_expression import write_h5ad
+from tests.support import fit_losses
 
 h5py = pytest.importorskip("h5py", reason="reading .h5ad needs h5py (pip install -e '.[expression]')")
 
@@ -139,15 +140,8 @@ def test_masked_recovery_trains_on_cells_carrying_a_compound_and_expression(tmp_
     enc = plan.registry.create("encoder", "hgt", plan.encoder.params, schema=plan.schema)
     task = plan.registry.create("pretraining_task", "masked_recovery", plan.tasks["mask"].params,
                                 schema=plan.schema, hidden_dim=enc.hidden_dim)
-    opt = torch.optim.Adam([*enc.parameters(), *task.parameters()], lr=1e-2)
     batch = next(iter(DataLoader(graphs, batch_size=len(graphs))))
     assert batch["compound", "targets_gene", GENE].edge_index.size(1) == 4 * 8   # both modalities and the links
-    losses = []
-    for _ in range(40):
-        out = task(batch, enc)
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        losses.append(float(out.loss.detach()))
+    losses, out = fit_losses(task, enc, batch)
     assert f"{GENE}_loss" in out.logs and "atom_loss" in out.logs
     assert np.isfinite(losses).all() and np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
