@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "scale"
 WORK = Path(os.environ.get("CGC_BENCH_TMP", "/tmp/cgc-bench-scale"))
 WELLS_PER_PLATE = 360
+PROFILE_STEPS = 10
 
 
 def _shared() -> Path:
@@ -175,7 +176,10 @@ def overhead(n: int = 10000, epochs: int = 2) -> dict:
     """The molecule-corpus stage at batch 256 on ``n`` molecules: median step time of a plain PyG loop,
     of two plain loops running at once (separate processes: what the two cores give without Ray or
     DDP), of the framework's loop in-process on the shards, and of Ray Train with 1 and 2 workers (one
-    thread each); steps of the last epoch (start-up excluded)."""
+    thread each); steps of the last epoch (start-up excluded). The Ray runs also profile
+    ``PROFILE_STEPS`` steps of their first epoch (``trainer.profile_steps``): milliseconds per step in
+    collate / forward / backward (with DDP's gradient all-reduce) / optimizer / metric reduction, and in
+    the collective operations, averaged over the workers."""
     import pandas as pd
     import torch
 
@@ -204,7 +208,7 @@ def overhead(n: int = 10000, epochs: int = 2) -> dict:
     for workers in (1, 2):
         run_dir = WORK / f"overhead_{n}_ray{workers}"
         args = [str(Path(sys.executable).parent / "cgc-run"), str(config), "--run-dir", str(run_dir), "--quiet"]
-        for s in sets + [f"trainer.num_workers={workers}"]:
+        for s in sets + [f"trainer.num_workers={workers}", f"trainer.profile_steps={PROFILE_STEPS}"]:
             args += ["--set", s]
         proc = subprocess.run(args, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -214,6 +218,9 @@ def overhead(n: int = 10000, epochs: int = 2) -> dict:
         step = float(last["time_s"].median())
         out[f"ray_{workers}_workers_step_s"] = step
         out[f"ray_{workers}_workers_graphs_per_s"] = float(last["graphs"].median()) / step
+        ranks = [json.loads(f.read_text())["ms_per_step"] for f in sorted((run_dir / "profile").glob("rank*.json"))]
+        out[f"ray_{workers}_workers_profile_ms_per_step"] = {k: round(float(np.mean([r[k] for r in ranks])), 2)
+                                                             for k in ranks[0]}
     out["ray_1_worker_over_plain_pyg"] = out["ray_1_workers_step_s"] / out["plain_pyg_loop_step_s"]
     out["ray_2_over_1_worker_graphs_per_s"] = out["ray_2_workers_graphs_per_s"] / out["ray_1_workers_graphs_per_s"]
     out["two_cores_without_ray_over_one"] = 2 * out["plain_pyg_loop_step_s"] / max(out["two_plain_loops_at_once_step_s"])

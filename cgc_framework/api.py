@@ -170,30 +170,13 @@ def run(config: str | Path | CGCConfig, *, overrides: list[str] | None = None,
                     extra_plugins=extra_plugins, resume_run=resume_run)
 
 
-def _run(config: str | Path | CGCConfig, monitor: Any, *, overrides: list[str] | None, run_dir: str | Path | None,
-         progress: bool | None, extra_plugins: tuple[Any, ...], resume_run: bool) -> RunResult:
-    t0 = time.perf_counter()
-    with monitor.phase("compose"):
-        plan = plan_run(config, overrides=overrides, extra_plugins=extra_plugins)
-    import pandas as pd  # the machinery is imported once the config is known to be valid
-
+def _featurize_and_pretrain(plan: Plan, out: Path, monitor: Any, show: bool, extra_plugins: tuple[Any, ...],
+                            resume_run: bool) -> tuple[BuiltData, Any]:
+    """Build the run's shards (a fresh run afresh, ``--resume`` keeping intact ones), write the skip
+    lists, then pretrain; returns the built data and the ``TrainOutcome``."""
     from cgc_framework.engine.orchestrator import pretrain
-    from cgc_framework.engine.report import plot_loss_curves, write_summary
-    from cgc_framework.engine.resources import stage_seconds
     from cgc_framework.engine.shard_build import build_shards
     from cgc_framework.engine.shardset import clear_shards
-    from cgc_framework.engine.versions import package_versions
-    cfg = plan.config
-    show = cfg.trainer.progress if progress is None else progress
-    out = Path(run_dir) if run_dir is not None else _new_run_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    out = out.resolve()
-    (out / "config.resolved.yaml").write_text(yaml.safe_dump(plan.resolved(), sort_keys=False))
-    (out / "plugins.json").write_text(json.dumps(
-        {"packages": package_versions(), "components": [s.describe() for s in plan.components()]}, indent=2))
-    (out / "schema.json").write_text(json.dumps(plan.schema.to_dict(), indent=2))
-    if show:
-        print(f"cgc-run: writing {out}", flush=True)
 
     with monitor.phase("featurize"):
         try:
@@ -212,9 +195,39 @@ def _run(config: str | Path | CGCConfig, monitor: Any, *, overrides: list[str] |
     if show:
         print(f"cgc-run: {len(built.graphs)} experiment graphs from {built.records_read} records "
               f"({len(built.skips)} skipped, see skipped_records.csv)", flush=True)
-
     with monitor.phase("pretrain (all stages, incl. Ray start)"):
         outcome = pretrain(plan, built.graphs, out, progress=show, extra_plugins=extra_plugins, resume=resume_run)
+    return built, outcome
+
+
+def _run(config: str | Path | CGCConfig, monitor: Any, *, overrides: list[str] | None, run_dir: str | Path | None,
+         progress: bool | None, extra_plugins: tuple[Any, ...], resume_run: bool) -> RunResult:
+    t0 = time.perf_counter()
+    with monitor.phase("compose"):
+        plan = plan_run(config, overrides=overrides, extra_plugins=extra_plugins)
+    import pandas as pd  # the machinery is imported once the config is known to be valid
+
+    from cgc_framework.engine.orchestrator import ray_session
+    from cgc_framework.engine.report import plot_loss_curves, write_summary
+    from cgc_framework.engine.resources import stage_seconds
+    from cgc_framework.engine.shard_build import backend_of
+    from cgc_framework.engine.versions import package_versions
+    cfg = plan.config
+    show = cfg.trainer.progress if progress is None else progress
+    out = Path(run_dir) if run_dir is not None else _new_run_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    out = out.resolve()
+    (out / "config.resolved.yaml").write_text(yaml.safe_dump(plan.resolved(), sort_keys=False))
+    (out / "plugins.json").write_text(json.dumps(
+        {"packages": package_versions(), "components": [s.describe() for s in plan.components()]}, indent=2))
+    (out / "schema.json").write_text(json.dumps(plan.schema.to_dict(), indent=2))
+    if show:
+        print(f"cgc-run: writing {out}", flush=True)
+
+    # one Ray session for featurization and training when both use Ray (not two start-ups)
+    both_on_ray = backend_of(plan) == "ray" and cfg.trainer.num_workers > 0
+    with ray_session(cfg.trainer.ray_address, needed=both_on_ray):
+        built, outcome = _featurize_and_pretrain(plan, out, monitor, show, extra_plugins, resume_run)
     evaluation_md = run_evaluations(plan, outcome.checkpoints[-1], out, extra_plugins=extra_plugins,
                                     progress=show, monitor=monitor)
     with monitor.phase("report"):

@@ -131,13 +131,16 @@ class TrainerSection(StrictModel):
     num_workers: int = Field(1, ge=0, description="Ray Train workers; 0 = in-process (no Ray cluster)")
     use_gpu: bool = False
     bf16: bool = Field(True, description="bfloat16 autocast on GPU workers (no effect on CPU)")
-    cpus_per_worker: float = Field(1.0, gt=0)
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPU cores (torch threads) of each worker; with "
+                                   "num_workers 0, the threads of the in-process training loop")
     ray_address: str | None = None
     progress: bool = True
     checkpoint_every_steps: int | None = Field(
         100, gt=0, description="also checkpoint every N optimizer steps (stage boundaries always)")
     keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept (the newest)")
     max_failures: int = Field(2, ge=0, description="worker failures Ray Train recovers from per run")
+    profile_steps: int = Field(0, ge=0, description="profile this many optimizer steps (after 2 warm-up steps) "
+                               "with torch.profiler on every worker: <run>/profile/rank<k>.{txt,json}")
 
 
 class CGCConfig(StrictModel):

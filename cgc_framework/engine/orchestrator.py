@@ -37,6 +37,7 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from cgc_framework.engine.checkpoint import build_model, init_from, load_checkpoint, resolve_checkpoint, save_checkpoint
+from cgc_framework.engine.profiling import step_profiler  # noqa: E402
 from cgc_framework.engine.registry import env_plugins_dirs, load_registry  # noqa: E402
 from cgc_framework.engine.shardset import ShardedGraphs, clear_shards, write_manifest, write_shard  # noqa: E402
 from cgc_framework.engine.training import (  # noqa: E402
@@ -173,8 +174,7 @@ def _train_worker(cfg: dict[str, Any]) -> None:
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    if cfg["threads_per_worker"]:
-        torch.set_num_threads(cfg["threads_per_worker"])
+    torch.set_num_threads(cfg["threads_per_worker"])
     torch.manual_seed(cfg["loop"].seed)  # identical initial weights on every rank
     registry = load_registry(tuple(cfg["extra_plugins"]), plugins_dirs=cfg["plugins_dirs"])
     core = build_model(cfg["components"], cfg["schema"], registry)
@@ -215,19 +215,25 @@ def _train_worker(cfg: dict[str, Any]) -> None:
     graphs = ShardedGraphs(cfg["shards_dir"], max_open=cfg["loop"].shuffle_window + 1)
     every, keep = cfg["checkpoint_every_steps"], cfg["keep_checkpoints"]
 
+    known_keys: list[str] = []
+
     def reduce_logs(logs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Mean of each logged value over the ranks that logged it (a rank whose batch lacks a
-        node type logs no per-type loss for it)."""
+        node type logs no per-type loss for it). The ranks exchange key names (a pickled
+        all-gather) only when some rank logs a key not seen before; otherwise one float all-reduce."""
         if world == 1:
             return logs
-        gathered: list[list[str] | None] = [None] * world
-        torch.distributed.all_gather_object(gathered, sorted(logs))
-        keys = sorted(set().union(*gathered))  # type: ignore[arg-type]
-        values = torch.tensor([[float(logs[k]) if k in logs else 0.0 for k in keys],
-                               [1.0 if k in logs else 0.0 for k in keys]], device=device)
+        unseen = torch.tensor([float(not set(logs) <= set(known_keys))], device=device)
+        torch.distributed.all_reduce(unseen, op=torch.distributed.ReduceOp.MAX)
+        if unseen.item():
+            gathered: list[list[str] | None] = [None] * world
+            torch.distributed.all_gather_object(gathered, sorted(logs))
+            known_keys[:] = sorted(set(known_keys).union(*gathered))  # type: ignore[arg-type]
+        values = torch.tensor([[float(logs[k]) if k in logs else 0.0 for k in known_keys],
+                               [1.0 if k in logs else 0.0 for k in known_keys]], device=device)
         torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.SUM)
         values = values.cpu()
-        return {k: values[0, i] / values[1, i] for i, k in enumerate(keys)}
+        return {k: values[0, i] / values[1, i] for i, k in enumerate(known_keys) if values[1, i] > 0}
 
     def checkpoint(path: Path, position: LoopPosition, stage: StageSpec,
                    optimizer: torch.optim.Optimizer | None) -> None:
@@ -251,6 +257,7 @@ def _train_worker(cfg: dict[str, Any]) -> None:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
     def on_step(row: dict[str, Any], position: LoopPosition, optimizer: torch.optim.Optimizer) -> None:
+        profile_step()
         if rank == 0:
             with open(metrics_path, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
@@ -263,9 +270,10 @@ def _train_worker(cfg: dict[str, Any]) -> None:
     def on_stage_end(stage: StageSpec, position: LoopPosition) -> None:
         checkpoint(ckpt_dir / f"stage{stage.index + 1}_{stage.name}.pt", position, stage, None)
 
-    run_stages(model, core, graphs, cfg["loop"], device=device, rank=rank, world_size=world,
-               reduce_logs=reduce_logs, on_step=on_step, on_stage_end=on_stage_end,
-               start=start, optimizer_state=optimizer_state)
+    with step_profiler(cfg["profile_steps"], run_dir / "profile", rank) as profile_step:
+        run_stages(model, core, graphs, cfg["loop"], device=device, rank=rank, world_size=world,
+                   reduce_logs=reduce_logs, on_step=on_step, on_stage_end=on_stage_end,
+                   start=start, optimizer_state=optimizer_state)
 
 
 @contextlib.contextmanager
@@ -300,6 +308,20 @@ def init_ray(address: str | None) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def ray_session(address: str | None, needed: bool = True) -> Iterator[None]:
+    """Ray for the duration of the block when ``needed``: connected to ``address`` or a local
+    instance started here (and shut down on exit), or the session already open."""
+    started = init_ray(address) if needed else False
+    try:
+        yield
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
 def loop_config(plan: Plan) -> LoopConfig:
     c = plan.config
     stages = tuple(StageSpec(i, s.name, s.epochs, dict(s.weights)) for i, s in enumerate(c.stages))
@@ -315,7 +337,6 @@ def pretrain(plan: Plan, graphs: Sequence[Any], run_dir: Path, *, progress: bool
     ``resume``: continue from the newest good checkpoint in ``run_dir`` (same config hash);
     otherwise earlier checkpoints and metrics in ``run_dir`` are removed first.
     """
-    import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -352,35 +373,37 @@ def pretrain(plan: Plan, graphs: Sequence[Any], run_dir: Path, *, progress: bool
         "resume": resume,
         "checkpoint_every_steps": tc.checkpoint_every_steps,
         "keep_checkpoints": tc.keep_checkpoints,
-        "threads_per_worker": int(tc.cpus_per_worker) if tc.num_workers > 0 else 0,
+        "profile_steps": tc.profile_steps,
+        # torch threads of each worker; in local mode the driver is the one worker (restored after)
+        "threads_per_worker": max(1, int(tc.cpus_per_worker)),
         "checkpoint_meta": {**components, "schema": plan.schema.to_dict(),
                             "builders": plan.builder_refs(),
                             "config_hash": plan.config_hash(), "versions": package_versions(),
                             "seed": plan.config.run.seed},
     }
     resources = {"CPU": tc.cpus_per_worker, **({"GPU": 1} if tc.use_gpu else {})}
-    started = init_ray(tc.ray_address) if tc.num_workers > 0 else False
+    driver_threads = torch.get_num_threads()
     try:
-        with _quiet_ray_train_logs():
-            trainer = TorchTrainer(
-                _train_worker, train_loop_config=cfg,
-                scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
-                                             resources_per_worker=resources),
-                run_config=RunConfig(name="ray_train", storage_path=str(run_dir.resolve()),
-                                     failure_config=FailureConfig(max_failures=tc.max_failures)))
-            steps = total_steps(cfg["loop"], len(graphs), max(1, tc.num_workers))
-            with _ProgressTail(run_dir / "metrics.jsonl", steps, progress):
-                try:
-                    result = trainer.fit()
-                except CGCError:
-                    raise
-                except Exception as exc:
-                    raise TrainingError(f"training failed: {type(exc).__name__}: {exc}") from exc
-        if getattr(result, "error", None):
-            raise TrainingError(f"training failed: {result.error}")
+        with ray_session(tc.ray_address, needed=tc.num_workers > 0):
+            with _quiet_ray_train_logs():
+                trainer = TorchTrainer(
+                    _train_worker, train_loop_config=cfg,
+                    scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
+                                                 resources_per_worker=resources),
+                    run_config=RunConfig(name="ray_train", storage_path=str(run_dir.resolve()),
+                                         failure_config=FailureConfig(max_failures=tc.max_failures)))
+                steps = total_steps(cfg["loop"], len(graphs), max(1, tc.num_workers))
+                with _ProgressTail(run_dir / "metrics.jsonl", steps, progress):
+                    try:
+                        result = trainer.fit()
+                    except CGCError:
+                        raise
+                    except Exception as exc:
+                        raise TrainingError(f"training failed: {type(exc).__name__}: {exc}") from exc
+            if getattr(result, "error", None):
+                raise TrainingError(f"training failed: {result.error}")
     finally:
-        if started:
-            ray.shutdown()
+        torch.set_num_threads(driver_threads)
     ckpts = sorted((run_dir / "checkpoints").glob("stage*.pt"), key=lambda p: int(p.name[5:].split("_")[0]))
     if not ckpts:
         raise TrainingError(f"training finished but wrote no checkpoint in {run_dir / 'checkpoints'}")

@@ -175,10 +175,9 @@ def _ray_shards(plan: Plan, chunks: Iterable[tuple[int, list, dict | None]], dir
     metadata in chunk order."""
     import ray
 
-    from cgc_framework.engine.orchestrator import init_ray
+    from cgc_framework.engine.orchestrator import ray_session
 
-    started = init_ray(plan.config.trainer.ray_address)
-    try:
+    with ray_session(plan.config.trainer.ray_address):
         task = ray.remote(num_cpus=1, max_retries=2)(build_chunk_task)
         snapshot = ray.put(plan_snapshot(plan, extra_plugins))
         limit = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
@@ -190,9 +189,6 @@ def _ray_shards(plan: Plan, chunks: Iterable[tuple[int, list, dict | None]], dir
                 yield _result(pending.popleft())
         while pending:
             yield _result(pending.popleft())
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def _result(entry: tuple[str, Any]) -> dict[str, Any]:

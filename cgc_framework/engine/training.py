@@ -14,13 +14,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 
+from cgc_framework.engine.profiling import phase
 from cgc_framework.engine.shards import PackedGraphs
 from cgc_framework.engine.shardset import ShardedGraphs, WindowedSampler
 from cgc_framework.plugin.contracts import Encoder, PretrainingTask
@@ -114,6 +115,19 @@ def _normalize(pos: LoopPosition, cfg: LoopConfig, micro_batches: int) -> LoopPo
     return LoopPosition(stage_index, epoch, mb, pos.global_step)
 
 
+def _on_device(batches: Iterable[HeteroData], device: torch.device) -> Iterator[HeteroData]:
+    """The batches moved to ``device``, each collated and moved inside the profiler's collate phase."""
+    it = iter(batches)
+    while True:
+        with phase("collate"):
+            batch = next(it, None)
+            if batch is not None:
+                batch = batch.to(device)
+        if batch is None:
+            return
+        yield batch
+
+
 def run_stages(model: nn.Module, core: PretrainModel, graphs: Sequence[HeteroData], cfg: LoopConfig, *,
                device: torch.device, rank: int = 0, world_size: int = 1,
                reduce_logs: Callable[[dict[str, Tensor]], dict[str, Tensor]] = lambda d: d,
@@ -153,22 +167,25 @@ def run_stages(model: nn.Module, core: PretrainModel, graphs: Sequence[HeteroDat
             t0 = time.perf_counter()
             accum: list[dict[str, Tensor]] = []
             n_graphs = 0
-            for i, batch in enumerate(loader, start=first):
-                batch = batch.to(device)
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16,
-                                    enabled=cfg.bf16 and device.type == "cuda"):
+            for i, batch in enumerate(_on_device(loader, device), start=first):
+                with phase("forward"), torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                                                      enabled=cfg.bf16 and device.type == "cuda"):
                     total, logs = model(batch, stage.weights)
-                (total / cfg.grad_accum_steps).backward()
+                with phase("backward"):  # includes DDP's gradient all-reduce
+                    (total / cfg.grad_accum_steps).backward()
                 accum.append(logs)
                 n_graphs += batch.num_graphs
                 if len(accum) == cfg.grad_accum_steps or i == micro_batches - 1:
-                    if cfg.grad_clip_norm is not None:
-                        torch.nn.utils.clip_grad_norm_(core.parameters(), cfg.grad_clip_norm)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
+                    with phase("optimizer"):
+                        if cfg.grad_clip_norm is not None:
+                            torch.nn.utils.clip_grad_norm_(core.parameters(), cfg.grad_clip_norm)
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
                     global_step += 1
                     keys = sorted(set().union(*accum))
-                    means = reduce_logs({k: torch.stack([a[k] for a in accum if k in a]).mean() for k in keys})
+                    with phase("reduce_logs"):
+                        means = reduce_logs({k: torch.stack([a[k] for a in accum if k in a]).mean()
+                                             for k in keys})
                     row: dict[str, Any] = {"step": global_step, "stage": stage.name,
                                            "stage_index": stage.index, "epoch": epoch,
                                            "graphs": n_graphs * world_size, "lr": cfg.lr,

@@ -5,6 +5,7 @@ order (an exact permutation, the same global batches for 1 and N workers)."""
 from __future__ import annotations
 
 import gc
+import json
 import weakref
 from dataclasses import astuple
 from pathlib import Path
@@ -33,14 +34,18 @@ def corpus(path: Path, n: int = len(SMILES)) -> Path:
     return path
 
 
-def corpus_plan(path: Path, **data):
-    return plan_run(validate_config({
+def corpus_config(path: Path, trainer: dict | None = None, optimizer: dict | None = None, **data):
+    return validate_config({
         "data": {"dataset": {"name": "smiles_corpus", "params": {"paths": [str(path)], "id_column": "id"}}, **data},
         "graph": {"modalities": {"molecule": {"builder": "rdkit_molecule"}}},
         "model": {"encoder": {"name": "molecule_gin", "params": {"hidden_dim": 8, "num_layers": 1}}},
         "tasks": {"mask": {"name": "masked_recovery"}},
         "stages": [{"name": "mask", "epochs": 1, "weights": {"mask": 1.0}}],
-        "trainer": {"num_workers": 0}}))
+        "optimizer": optimizer or {}, "trainer": trainer or {"num_workers": 0}})
+
+
+def corpus_plan(path: Path, **data):
+    return plan_run(corpus_config(path, **data))
 
 
 def test_shards_hold_the_in_memory_graphs_and_skips_and_batches_cross_shards(tmp_path):
@@ -179,3 +184,25 @@ def test_training_reads_the_shards_window_by_window(tmp_path):
     assert len(shards.shard_counts) == 5 and sum(shards.shard_counts) == len(res.built.graphs) == 80
     assert res.metrics.groupby("epoch")["graphs"].sum().tolist() == [80, 80]
     assert torch.isfinite(torch.tensor(res.metrics["loss"].to_numpy())).all()
+
+
+@pytest.mark.slow
+def test_a_ray_featurized_ray_trained_run_starts_ray_once_and_profiles_each_worker(tmp_path, monkeypatch):
+    import ray
+
+    from cgc_framework.api import run
+
+    starts: list[dict] = []
+    real_init = ray.init
+    monkeypatch.setattr(ray, "init", lambda *a, **k: starts.append(k) or real_init(*a, **k))
+    config = corpus_config(corpus(tmp_path / "c.csv", 60), featurize_on="ray", shard_size=16,
+                           trainer={"num_workers": 2, "profile_steps": 3}, optimizer={"batch_size": 4})
+    res = run(config, run_dir=tmp_path / "run", progress=False)
+    assert len(starts) == 1 and not ray.is_initialized()     # one Ray session for both, closed after
+    assert len(res.metrics) == 10                             # 40 graphs, 4 per step
+    for rank in (0, 1):
+        profile = json.loads((res.run_dir / "profile" / f"rank{rank}.json").read_text())
+        ms = profile["ms_per_step"]
+        assert profile["steps"] == 3 and ms["forward_ms"] > 0 and ms["backward_ms"] > 0
+        assert ms["collective_ms"] > 0                        # DDP's gradient all-reduce was seen
+        assert "Self CPU" in (res.run_dir / "profile" / f"rank{rank}.txt").read_text()
