@@ -134,9 +134,7 @@ def describe_plan(plan: Plan, built: BuiltData | None = None) -> str:
     o, t = cfg.optimizer, cfg.trainer
     lines += ["", f"optimizer: {o.name} lr={o.lr:g} batch_size={o.batch_size} (global) "
                   f"grad_accum_steps={o.grad_accum_steps}",
-              f"trainer: {t.num_workers} Ray worker(s){' (in-process)' if t.num_workers == 0 else ''}, "
-              f"{'GPU' if t.use_gpu else 'CPU'}, {t.cpus_per_worker:g} CPU/worker, "
-              f"cluster {t.ray_address or 'local'}"]
+              f"trainer: {t.describe()}"]
     return "\n".join(lines)
 
 

@@ -139,6 +139,14 @@ class TrainerSection(StrictModel):
         100, gt=0, description="also checkpoint every N optimizer steps (stage boundaries always)")
     keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept (the newest)")
     max_failures: int = Field(2, ge=0, description="worker failures Ray Train recovers from per run")
+    def describe(self) -> str:
+        """One line for the plan and the summary: where and how training runs."""
+        device = "GPU" if self.use_gpu else "CPU"
+        if self.num_workers == 0:
+            return f"in-process (Ray Train local mode), {max(1, int(self.cpus_per_worker))} torch thread(s), {device}"
+        return (f"{self.num_workers} Ray Train worker(s), {self.cpus_per_worker:g} CPU/worker, {device}, "
+                f"cluster {self.ray_address or 'local'}")
+
     profile_steps: int = Field(0, ge=0, description="profile this many optimizer steps (after 2 warm-up steps) "
                                "with torch.profiler on every worker: <run>/profile/rank<k>.{txt,json}")
 

@@ -104,9 +104,7 @@ def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, g
     out = [f"# Run `{cfg.run.name}`", "",
            f"- run directory: `{run_dir}`",
            f"- config hash: `{plan.config_hash()}`, seed {cfg.run.seed}",
-           f"- wall time: {wall_seconds:.1f} s; trainer: {cfg.trainer.num_workers} Ray worker(s)"
-           f"{' (in-process)' if cfg.trainer.num_workers == 0 else ''}, "
-           f"{'GPU' if cfg.trainer.use_gpu else 'CPU'}",
+           f"- wall time: {wall_seconds:.1f} s; trainer: {cfg.trainer.describe()}",
            *verdict_section(evaluation_markdown or []),
            "", "## Components", "",
            _md_table(pd.DataFrame([{"kind": s.info.kind, "config key": s.key, "name": s.info.name,

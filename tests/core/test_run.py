@@ -40,6 +40,9 @@ def test_run_directory_holds_every_artifact(local_run):
     # 342 graphs, batch 32 -> 11 steps per epoch, 3 epochs
     assert metrics["step"].tolist() == list(range(1, 34))
     assert set(metrics.columns) >= {"stage", "epoch", "loss", "mask/loss", "mask/atom_loss"}
+    summary = (d / "summary.md").read_text()
+    assert "trainer: in-process (Ray Train local mode), 1 torch thread(s), CPU" in summary
+    assert not (d / "ray_train").exists()   # no Ray instance, no Ray Train run folder
 
 
 def test_masked_recovery_loss_decreases_and_summary_says_so(local_run):
@@ -120,7 +123,7 @@ def test_ray_train_workers(registry_yaml, tmp_path, workers):
     assert (m["graphs"] == 32).sum() == 20
     assert m[m.epoch == 1]["loss"].mean() < m[m.epoch == 0]["loss"].mean()
     assert load_checkpoint(res.run_dir / "checkpoints" / "final.pt")["global_step"] == 22
-    assert f"{workers} Ray worker(s)" in res.summary_path.read_text()
+    assert f"{workers} Ray Train worker(s)" in res.summary_path.read_text()
 
 
 def test_cli_runs_the_default_config_end_to_end(registry_yaml, tmp_path):
