@@ -430,10 +430,8 @@ def _ood_plot(generic: pd.DataFrame, out: Path) -> list[str]:
     if "wells" in df and (df["wells"] == "all").any():  # every well, not a subset beside it
         df = df[df["wells"] == "all"]
     by = [c for c in ("config", "suite", "method") if c in df]
-    metrics: list = [None]
-    if "metric" in df:
-        scores = [m for m in df["metric"].dropna().unique() if not str(m).endswith("_defined")]  # not counts
-        metrics = ([m for m in ("pearson", "wmse", "mse") if m in scores] or scores)[:4]
+    scores = [m for m in df["metric"].dropna().unique() if not str(m).endswith("_defined")] if "metric" in df else []
+    metrics = ([m for m in ("pearson", "wmse", "mse") if m in scores] or scores)[:4] or [None]  # scores, not counts
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4.5), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         d = df[df["metric"] == metric] if metric is not None else df
