@@ -128,7 +128,7 @@ class OptimizerSection(StrictModel):
 
 
 class TrainerSection(StrictModel):
-    num_workers: int = Field(1, ge=0, description="Ray Train workers; 0 = in-process (no Ray cluster)")
+    num_workers: int = Field(1, ge=0, description="Ray Train workers; 0 = in-process (Ray Train local mode, no Ray instance)")
     use_gpu: bool = False
     bf16: bool = Field(True, description="bfloat16 autocast on GPU workers (no effect on CPU)")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPU cores (torch threads) of each worker; with "
@@ -139,6 +139,9 @@ class TrainerSection(StrictModel):
         100, gt=0, description="also checkpoint every N optimizer steps (stage boundaries always)")
     keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept (the newest)")
     max_failures: int = Field(2, ge=0, description="worker failures Ray Train recovers from per run")
+    profile_steps: int = Field(0, ge=0, description="profile this many optimizer steps (after 2 warm-up steps) "
+                               "with torch.profiler on every worker: <run>/profile/rank<k>.{txt,json}")
+
     def describe(self) -> str:
         """One line for the plan and the summary: where and how training runs."""
         device = "GPU" if self.use_gpu else "CPU"
@@ -146,9 +149,6 @@ class TrainerSection(StrictModel):
             return f"in-process (Ray Train local mode), {max(1, int(self.cpus_per_worker))} torch thread(s), {device}"
         return (f"{self.num_workers} Ray Train worker(s), {self.cpus_per_worker:g} CPU/worker, {device}, "
                 f"cluster {self.ray_address or 'local'}")
-
-    profile_steps: int = Field(0, ge=0, description="profile this many optimizer steps (after 2 warm-up steps) "
-                               "with torch.profiler on every worker: <run>/profile/rank<k>.{txt,json}")
 
 
 class CGCConfig(StrictModel):
