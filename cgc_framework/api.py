@@ -94,7 +94,7 @@ def dry_run(config: str | Path | CGCConfig, *, overrides: list[str] | None = Non
     plan = plan_run(config, overrides=overrides, extra_plugins=extra_plugins)
     from cgc_framework.engine.featurize import build_graphs  # after validation: errors answer fast
 
-    built = build_graphs(plan, progress=progress)
+    built = build_graphs(plan, progress=progress, keep_graphs=False)  # counts and skips, bounded memory
     return describe_plan(plan, built)
 
 
@@ -116,7 +116,7 @@ def describe_plan(plan: Plan, built: BuiltData | None = None) -> str:
         lines.append(f"  edge {'|'.join(k):<24} edge_attr[{spec.continuous_dim}] "
                      f"edge_attr_cat{list(spec.cardinalities)}")
     if built is not None:
-        lines += ["", f"data: {built.records_read} records read, {len(built.graphs)} experiment graphs, "
+        lines += ["", f"data: {built.records_read} records read, {len(built.record_ids)} experiment graphs, "
                       f"{len(built.skips)} skipped, {len(built.omitted)} optional subgraphs omitted"]
         for component, n in built.skips.counts().most_common():
             lines.append(f"  skipped by {component}: {n}")

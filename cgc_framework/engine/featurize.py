@@ -232,7 +232,8 @@ def build_record(plan: Plan, record: Record, omitted: SkipLog | None = None,
     return data
 
 
-def build_graphs(plan: Plan, *, progress: bool = True, workers: int | None = None) -> BuiltData:
+def build_graphs(plan: Plan, *, progress: bool = True, workers: int | None = None,
+                 keep_graphs: bool = True) -> BuiltData:
     """Read every record of the plan's dataset (``data.max_records`` honoured) and build its
     experiment graph, in memory (a run writes shards instead:
     :func:`~cgc_framework.engine.shard_build.build_shards`).
@@ -247,16 +248,17 @@ def build_graphs(plan: Plan, *, progress: bool = True, workers: int | None = Non
     with plan.registry.guard(ds_info, "reading records"):
         records = _limited(plan.dataset.records(skips), plan.config.data.max_records)
         return build_records(plan, records, progress=progress, workers=workers, skips=skips,
-                             source=f"dataset '{ds_info.name}'")
+                             source=f"dataset '{ds_info.name}'", keep_graphs=keep_graphs)
 
 
 def build_records(plan: Plan, records: Iterable[Record], *, progress: bool = False, workers: int | None = None,
-                  skips: SkipLog | None = None, source: str = "the records given") -> BuiltData:
+                  skips: SkipLog | None = None, source: str = "the records given", keep_graphs: bool = True
+                  ) -> BuiltData:
     """Build the experiment graphs of ``records`` (any iterable; read lazily) with the plan's
     builders, edge sources, cache and schema. Every record first passes the record checks
     (:class:`~cgc_framework.engine.validate.RecordChecks`: unique ids, field conventions). Rejected
     records go to ``skips`` (a new log unless given); ``DataError`` (with ``skips``) when no record
-    could be built."""
+    could be built. ``keep_graphs=False``: as :func:`build_graphs`."""
     skips = SkipLog() if skips is None else skips
     omitted = SkipLog()
     graphs: list[HeteroData] = []
@@ -274,9 +276,10 @@ def build_records(plan: Plan, records: Iterable[Record], *, progress: bool = Fal
         if rejected is not None:
             skips.add(record_id, rejected.component, rejected.field, rejected.value, rejected.reason)
         else:
-            graphs.append(graph)
+            if keep_graphs:
+                graphs.append(graph)
             ids.append(record_id)
-    if not graphs:
+    if not ids:
         raise no_usable_records(skips, read, source)
     return BuiltData(graphs, ids, read, skips, omitted)
 

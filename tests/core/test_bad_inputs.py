@@ -273,6 +273,9 @@ def test_checks_run_in_parallel_building_too(tmp_path):
     parallel = build_graphs(plan, progress=False, workers=2)
     assert serial.record_ids == parallel.record_ids == ["r0", "r1", "r2"]
     assert serial.skips.entries == parallel.skips.entries and len(serial.skips) == 2
+    counted = build_graphs(plan, progress=False, workers=2, keep_graphs=False)     # a dry run's bounded pass
+    assert counted.record_ids == serial.record_ids and counted.skips.entries == serial.skips.entries
+    assert len(counted.graphs) == 0 and len(serial.graphs) == 3
 
 
 def test_plan_build_record_applies_the_field_conventions(tmp_path):
@@ -321,7 +324,8 @@ def test_a_failed_run_writes_skipped_records_csv(tmp_path, capsys):
 def test_dry_run_says_how_many_skips_it_did_not_list(tmp_path):
     cfg = _config(tmp_path, BASE.replace("lincs_cellpainting", "rows_test"))
     text = dry_run(cfg, extra_plugins=(_RowsPlugin(GOOD + [(f"b{i}", "CC O", 1.0) for i in range(14)]),))
-    assert "14 skipped" in text and "... and 4 more skipped records not listed here" in text
+    assert "17 records read, 3 experiment graphs, 14 skipped" in text
+    assert "... and 4 more skipped records not listed here" in text
 
 
 # -- SMILES inputs of cgc-embed -----------------------------------------------------------------
