@@ -117,7 +117,7 @@ def load_molnet(name: str, data_dir: Path | None, save_dir: Path | None = None, 
     # one process at a time featurizes a set into (or reads it from) the shared cache folder: parallel
     # sweep trials otherwise read shards another trial is still writing
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    with _exclusive(Path(save_dir) / f".{name}.lock"):
+    with exclusive(Path(save_dir) / f".{name}.lock"):
         try:
             return _load(name, kwargs)
         except (OSError, ValueError, EOFError):  # a cache folder left half-written by a killed process
@@ -131,8 +131,9 @@ def _load(name: str, kwargs: dict[str, Any]) -> MolnetSet:
 
 
 @contextlib.contextmanager
-def _exclusive(lock_file: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``lock_file`` (POSIX ``flock``; no lock where there is none)."""
+def exclusive(lock_file: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``lock_file`` (POSIX ``flock``; no lock where there is none): one
+    process at a time fills a cache entry that parallel sweep trials share."""
     try:
         import fcntl
     except ImportError:  # Windows: no cross-process lock
