@@ -22,16 +22,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from cgc_framework.bench.report import holm
+
 BASELINES = ("untrained", "ecfp_lr", "ecfp_rf", "minimol")
-
-
-def holm(p: np.ndarray) -> np.ndarray:
-    order = np.argsort(p)
-    adjusted, running = np.empty(len(p)), 0.0
-    for i, idx in enumerate(order):
-        running = max(running, (len(p) - i) * p[idx])
-        adjusted[idx] = min(1.0, running)
-    return adjusted
 
 
 def main(folder: Path) -> None:

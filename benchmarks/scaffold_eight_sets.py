@@ -1,0 +1,79 @@
+"""Eight-set averages and paired tests of the scaffold-benchmark sweep (``benchmarks/sweeps/scaffold.yaml``).
+
+Reads the ``scaffold`` table of ``results.parquet`` (one row per seed x data set x protocol x init: the
+task-macro test ROC-AUC on the scaffold split) and writes, beside it:
+
+- ``scaffold_per_set.csv``: per method x data set, the mean and 95% Student-t half-width over seeds (x 100);
+- ``scaffold_average.csv``: per method, the average over the data sets of each seed, then mean and
+  half-width over seeds, with the number of sets it covers;
+- ``scaffold_paired.csv``: fine-tuned pretrained minus each other method, paired over seeds x data sets,
+  mean difference, two-sided Wilcoxon signed-rank p, Holm-adjusted over the rows;
+- ``scaffold_report.md``: the tables as Markdown, beside Hu et al. (2020).
+
+    python benchmarks/scaffold_eight_sets.py runs/sweeps/scaffold
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from cgc_framework.bench.report import holm
+from cgc_plugins.evaluators.scaffold import LITERATURE
+
+MODEL = "finetune / pretrained"
+
+
+def _mean_half(v: np.ndarray) -> tuple[float, float]:
+    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+    return round(100 * v.mean(), 1), round(100 * half, 1)
+
+
+def tables(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    df = results[(results.evaluation == "scaffold") & (results.table == "scaffold")].copy()
+    if df.empty:
+        raise SystemExit("results.parquet has no `scaffold` table of a `scaffold` evaluation")
+    df["method"] = df.protocol + np.where(df["init"] == "-", "", " / " + df["init"])
+    per_set = pd.DataFrame([{"method": m, "dataset": d, **dict(zip(("mean", "ci_half"), _mean_half(g.test_auroc.to_numpy()))),
+                             "seeds": len(g)} for (m, d), g in df.groupby(["method", "dataset"])])
+    by_seed = df.groupby(["method", "seed"]).agg(value=("test_auroc", "mean"), sets=("dataset", "nunique")).reset_index()
+    average = pd.DataFrame([{"method": m, **dict(zip(("mean", "ci_half"), _mean_half(g.value.to_numpy()))),
+                             "seeds": len(g), "sets": int(g.sets.min())} for m, g in by_seed.groupby("method")])
+    wide = df.pivot_table(index=["seed", "dataset"], columns="method", values="test_auroc")
+    rows = []
+    for other in [m for m in wide.columns if m != MODEL]:
+        d = (wide[MODEL] - wide[other]).dropna()
+        rows.append({"model": MODEL, "baseline": other, "pairs": len(d), "difference": round(100 * d.mean(), 2),
+                     "p": stats.wilcoxon(d).pvalue if len(d) > 1 and d.abs().sum() > 0 else float("nan")})
+    paired = pd.DataFrame(rows)
+    paired["p_holm"] = holm(paired.p.to_numpy())
+    return per_set, average.sort_values("mean", ascending=False), paired
+
+
+def main(folder: Path) -> None:
+    per_set, average, paired = tables(pd.read_parquet(folder / "results.parquet"))
+    per_set.to_csv(folder / "scaffold_per_set.csv", index=False)
+    average.to_csv(folder / "scaffold_average.csv", index=False)
+    paired.to_csv(folder / "scaffold_paired.csv", index=False)
+    wide = per_set.assign(cell=per_set["mean"].map("{:.1f}".format) + " ± " + per_set.ci_half.map("{:.1f}".format)) \
+        .pivot(index="method", columns="dataset", values="cell")
+    wide["average"] = average.set_index("method").apply(lambda r: f"**{r['mean']:.1f} ± {r.ci_half:.1f}**", axis=1)
+    lines = ["Scaffold-split test ROC-AUC x 100 (task macro), mean ± 95% half-width over "
+             f"{int(per_set.seeds.max())} seeds:", "", "| method | " + " | ".join(wide.columns) + " |",
+             "|---|" + "---|" * len(wide.columns)]
+    lines += [f"| {m} | " + " | ".join(str(v) for v in row.values) + " |" for m, row in wide.loc[average.method].iterrows()]
+    lines += ["", "Literature (eight-set averages): " + "; ".join(f"{k}: {v:.1f}" for k, v in LITERATURE.items()) + ".",
+              "", f"`{MODEL}` minus each method, paired over seeds x data sets (Wilcoxon, Holm):", "",
+              "| baseline | pairs | difference | p | p (Holm) |", "|---|---|---|---|---|"]
+    lines += [f"| {r.baseline} | {r.pairs} | {r.difference:+.2f} | {r.p:.3g} | {r.p_holm:.3g} |"
+              for r in paired.itertuples()]
+    (folder / "scaffold_report.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
