@@ -116,6 +116,8 @@ def describe_plan(plan: Plan, built: BuiltData | None = None) -> str:
         lines.append(f"  edge {'|'.join(k):<24} edge_attr[{spec.continuous_dim}] "
                      f"edge_attr_cat{list(spec.cardinalities)}")
     if built is not None:
+        from cgc_framework.engine.report import readable
+
         lines += ["", f"data: {built.records_read} records read, {len(built.record_ids)} experiment graphs, "
                       f"{len(built.skips)} skipped, {len(built.omitted)} optional subgraphs omitted"]
         for component, n in built.skips.counts().most_common():
@@ -126,7 +128,7 @@ def describe_plan(plan: Plan, built: BuiltData | None = None) -> str:
             lines.append(f"    ... and {len(built.skips) - SKIPS_LISTED} more skipped records not listed here "
                          f"(a run writes every one, with its reason, to skipped_records.csv)")
         for key, value in plan.dataset.describe().items():
-            lines.append(f"  dataset {key}: {value}")
+            lines.append(f"  dataset {key}: {readable(value)}")
     lines += ["", "stages:"]
     for i, st in enumerate(cfg.stages):
         weights = ", ".join(f"{k}={w:g} ({plan.tasks[k].info.name})" for k, w in st.weights.items())

@@ -95,6 +95,19 @@ def verdict_section(evaluation_markdown: list[str]) -> list[str]:
             "Evaluation below)", "", *out]
 
 
+def readable(value: Any) -> str:
+    """A ``describe()`` value as Markdown text: mappings as ``key value, ...`` (nested ones in
+    parentheses), lists comma-separated, ``[]``/``{}`` as "none"."""
+    if isinstance(value, dict):
+        if not value:
+            return "none"
+        return ", ".join(f"{k} " + (f"({readable(v)})" if isinstance(v, dict) and v else readable(v))
+                         for k, v in value.items())
+    if isinstance(value, (list, tuple, set)):
+        return ", ".join(readable(v) for v in value) if value else "none"
+    return str(value)
+
+
 def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, graphs_built: int,
                   skips: SkipLog, omitted: SkipLog, metrics: pd.DataFrame, checkpoints: list[Path],
                   wall_seconds: float, dataset_info: dict[str, Any],
@@ -112,15 +125,13 @@ def write_summary(path: Path, *, plan: Plan, run_dir: Path, records_read: int, g
                                    for s in plan.components()])),
            "", "## Data", ""]
     for k, v in dataset_info.items():
-        out.append(f"- {k}: {v}")
+        out.append(f"- {k}: {readable(v)}")
     for name, mp in plan.modalities.items():
         if info := mp.builder.describe():
-            out.append(f"- graph builder `{mp.builder_spec.info.name}` ({name}): "
-                       + ", ".join(f"{k}: {v}" for k, v in info.items()))
+            out.append(f"- graph builder `{mp.builder_spec.info.name}` ({name}): {readable(info)}")
     for key, (spec, source) in plan.edge_sources.items():
         if info := source.describe():
-            out.append(f"- edge source `{spec.info.name}` ({key}): "
-                       + ", ".join(f"{k}: {v}" for k, v in info.items()))
+            out.append(f"- edge source `{spec.info.name}` ({key}): {readable(info)}")
     out += [f"- records read: {records_read}; experiment graphs built: {graphs_built}; "
             f"records skipped: {len(skips)}"]
     if shards:

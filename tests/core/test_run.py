@@ -52,6 +52,8 @@ def test_masked_recovery_loss_decreases_and_summary_says_so(local_run):
     summary = local_run.summary_path.read_text()
     assert "| 1. mask | mask/loss | 33 |" in summary
     assert "records read: 360; experiment graphs built: 342; records skipped: 18" in summary
+    data = summary.split("## Data")[1].split("## Graph schema")[0]
+    assert "- wells: wells 384, control_wells 24, treated_wells 360" in data and "{" not in data
 
 
 def test_checkpoint_loads_weights_only_and_rebuilds_the_model(local_run):

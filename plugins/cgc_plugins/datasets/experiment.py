@@ -529,7 +529,7 @@ class CellPaintingExperiments(Dataset):
                               "see cgc_plugins/datasets/data/README.md")
         if self.counts:
             info["wells"] = self.counts
-            info["split"] = f"by {self.p.split.by} (seed {self.p.split.seed}): {self.split_counts}"
+            info[f"split by {self.p.split.by} (seed {self.p.split.seed})"] = self.split_counts
             info["compounds without SMILES"] = self.compound_counts
             info["active wells (response above the 95th percentile of the plate's DMSO wells)"] = self.activity_counts
             info["data quality (NaN/inf, dropped features)"] = self.quality.as_dict()

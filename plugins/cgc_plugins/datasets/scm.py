@@ -173,4 +173,4 @@ class SCMCellPainting(Dataset):
                 "size": (f"{p.n_compounds} compounds x {len(p.doses_um)} doses, {p.n_plates} plates x "
                          f"{p.wells_per_plate} wells, {len(self.features)} features, seed {p.seed} "
                          f"(truth crc32 {self._checksum})"),
-                "split": f"by {p.split.by} (seed {p.split.seed}): {self.split_counts}"}
+                f"split by {p.split.by} (seed {p.split.seed})": self.split_counts}
