@@ -150,7 +150,7 @@ def test_dry_run_prints_the_composed_plan_without_training(registry_yaml, tmp_pa
     assert "node atom" in out and "x_cat[119," in out
     # the default holds ~20% of compounds out of pretraining for its evaluations (60 wells)
     assert "300 records read, 288 experiment graphs, 12 skipped, 0 optional subgraphs omitted" in out
-    assert "'not_in_selected_splits': 60" in out and "evaluations.zeroshot" in out
+    assert "not_in_selected_splits 60" in out and "evaluations.zeroshot" in out
     assert "1. mask: 8 epochs; mask=1 (masked_recovery)" in out
     assert "3. causal: 8 epochs; mask=1 (masked_recovery), contrast=0.5 (contrast), causal=1 (causal)" in out
     assert not (tmp_path / "runs").exists()
