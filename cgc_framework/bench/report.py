@@ -215,8 +215,8 @@ def write_report(sweep: Any, results: pd.DataFrame, trials: pd.DataFrame, out: P
         lines += section
         plots += files
     other = results[~is_cmp]
-    if not other.empty:
-        generic = generic_summary(other, grid_keys)
+    generic = generic_summary(other, grid_keys) if not other.empty else pd.DataFrame()
+    if not generic.empty:  # empty too when every other table is a per-item listing
         generic.to_csv(out / "other_summary.csv", index=False)
         lines += ["## Other evaluations", "", "Each table's values, mean [95% CI] over seeds "
                   "(all rows: `other_summary.csv`):", ""]

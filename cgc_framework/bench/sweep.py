@@ -303,7 +303,7 @@ def collect(sweep: SweepConfig, trials: list[dict[str, Any]], out: Path,
     checksum_table = pd.DataFrame(checksums, columns=["trial", "role", "evaluation", "dataset", "file", "sha256"])
     checksum_table.to_csv(out / "data_checksums.csv", index=False)
     results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if not results.empty:
+    if "value" in results:  # tidy tables: draws averaged; wide tables (no ``value``) as they are
         per_trial = (results.groupby([c for c in results.columns if c not in ("draw", "value", "n_test")],
                                      dropna=False)["value"].mean().reset_index())
         results = per_trial
