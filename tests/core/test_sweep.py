@@ -261,6 +261,23 @@ def test_report_tables_equal_numbers_recomputed_from_the_results(tmp_path):
     assert (tmp_path / "ood_vs_id.png").stat().st_size > 1000 and (tmp_path / "average.csv").exists()
 
 
+def test_a_wide_listing_table_is_kept_and_reported_without_a_value_column(tmp_path):
+    """``scaffold_benchmark``'s table: one column per measure, more rows per trial than a summary takes."""
+    from types import SimpleNamespace
+
+    from cgc_framework.bench.report import write_report
+
+    rows = [{"trial": f"t{seed}", "seed": seed, "stages": "a", "evaluation": "sc", "table": "scaffold",
+             "dataset": f"set{i}", "protocol": "finetune", "init": "pretrained", "test_auroc": 0.5 + i / 100}
+            for seed in range(2) for i in range(40)]
+    res = pd.DataFrame(rows)
+    sweep = SimpleNamespace(name="wide", base=Path("registry.yaml"), seeds=[0, 1], grid={"stages": ["a"]})
+    trials = pd.DataFrame({"trial": ["t0", "t1"], "seed": [0, 1], "status": ["ok", "ok"]})
+    write_report(sweep, res, trials, tmp_path, comparisons=[])
+    report = (tmp_path / "report.md").read_text()
+    assert "## Other evaluations" not in report and not (tmp_path / "other_summary.csv").exists()
+
+
 def test_overview_has_one_row_per_baseline_that_does_not_change_with_the_configuration():
     from cgc_framework.bench.report import average_table, overview_tables, summary_table
 
