@@ -11,11 +11,16 @@ task-macro test ROC-AUC on the scaffold split) and writes, beside it:
 - ``scaffold_report.md``: the tables as Markdown, beside Hu et al. (2020).
 
     python benchmarks/scaffold_eight_sets.py runs/sweeps/scaffold
+
+Several sweep folders are combined (the same seeds, other data sets), written to ``--out``:
+
+    python benchmarks/scaffold_eight_sets.py runs/sweeps/scaffold runs/sweeps/scaffold_hiv_muv \
+        --out benchmarks/results/scaffold_eight
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +59,22 @@ def tables(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     return per_set, average.sort_values("mean", ascending=False), paired
 
 
-def main(folder: Path) -> None:
-    per_set, average, paired = tables(pd.read_parquet(folder / "results.parquet"))
+def combined(folders: list[Path]) -> pd.DataFrame:
+    """The ``results.parquet`` rows of ``folders``; a (seed, data set, protocol, init) in two of them is an error."""
+    results = pd.concat([pd.read_parquet(f / "results.parquet").assign(sweep=i) for i, f in enumerate(folders)],
+                        ignore_index=True)
+    scaffold = results[(results.evaluation == "scaffold") & (results.table == "scaffold")]
+    twice = scaffold.groupby(["seed", "dataset", "protocol", "init"]).sweep.nunique()
+    if (twice > 1).any():
+        first = ", ".join(map(str, twice[twice > 1].index[0]))
+        raise SystemExit(f"{', '.join(map(str, folders))}: these sweeps score the same data set and seed "
+                         f"more than once (e.g. seed, set, protocol, init = {first}); combine sweeps of other sets")
+    return results
+
+
+def main(folders: list[Path], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    per_set, average, paired = tables(combined(folders))
     per_set.to_csv(folder / "scaffold_per_set.csv", index=False)
     average.to_csv(folder / "scaffold_average.csv", index=False)
     paired.to_csv(folder / "scaffold_paired.csv", index=False)
@@ -76,4 +95,8 @@ def main(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("sweeps", nargs="+", type=Path, help="sweep folders holding results.parquet")
+    parser.add_argument("--out", type=Path, help="where the tables go (default: the first sweep folder)")
+    args = parser.parse_args()
+    main(args.sweeps, args.out or args.sweeps[0])

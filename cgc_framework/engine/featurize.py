@@ -335,6 +335,17 @@ def _build_chunk(plan: Plan, items: list[Record | Rejection], cache: GraphCache 
     return out
 
 
+def builder_states(plan: Plan) -> dict[str, dict[str, Any]]:
+    """``{modality: GraphBuilder.state()}`` of the plan's builders that recorded something."""
+    return {name: state for name, mp in plan.modalities.items() if (state := mp.builder.state())}
+
+
+def merge_builder_states(plan: Plan, states: dict[str, dict[str, Any]]) -> None:
+    """Hand the states of a worker's builders (:func:`builder_states`) to the plan's."""
+    for name, state in states.items():
+        plan.modalities[name].builder.merge_state(state)
+
+
 def _build_serial(plan: Plan, records: Iterable[Record | Rejection], cache: GraphCache | None
                   ) -> Iterator[_Result]:
     for chunk in _chunks(records, CHUNK):
@@ -352,7 +363,7 @@ def _worker_init() -> None:
 
 def _worker_build(records: list[Record | Rejection]) -> list[tuple]:
     """Build a chunk of records in a child; tensors travel as NumPy arrays (no shared-memory
-    handles). An error ends the chunk's list."""
+    handles). An error ends the chunk's list; else the builders' state, if any, does."""
     plan, cache = _WORKER_STATE["plan"], _WORKER_STATE["cache"]
     try:
         results = _build_chunk(plan, records, cache)
@@ -368,6 +379,8 @@ def _worker_build(records: list[Record | Rejection]) -> list[tuple]:
                                              for k, v in graph_to_dict(graph).items()}
         rej_t = None if rej is None else (rej.component, rej.field, rej.value, rej.reason)
         out.append(("ok", rid, packed, rej_t, omissions))
+    if states := builder_states(plan):
+        out.append(("state", states))
     return out
 
 
@@ -380,6 +393,9 @@ def _build_parallel(plan: Plan, records: Iterable[Record | Rejection], cache: Gr
             for out in (o for chunk in pool.imap(_worker_build, _chunks(records, 32)) for o in chunk):
                 if out[0] == "error":
                     raise PluginError(out[1], distribution=out[2], entry_point=out[3], component=out[4])
+                if out[0] == "state":
+                    merge_builder_states(plan, out[1])
+                    continue
                 _, rid, packed, rej_t, omissions = out
                 graph = None
                 if packed is not None:

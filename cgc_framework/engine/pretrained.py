@@ -95,8 +95,20 @@ class Pretrained:
                 out.append(self.schema.conform(graph))
         return out
 
+    def build_packed(self, values: Sequence[Any], modality: str = "molecule", *, chunk: int = 4096
+                     ) -> tuple[PackedGraphs, list[int]]:
+        """The graphs of ``values`` packed into one :class:`~cgc_framework.engine.shards.PackedGraphs`
+        (memory of the tensors, not of one ``HeteroData`` per value: a tenth for molecules), built
+        ``chunk`` values at a time, and the positions of the values the builder rejected."""
+        parts, rejected = [], []
+        for start in range(0, len(values), chunk):
+            built = self.build(values[start:start + chunk], modality, skip_invalid=True)
+            rejected += [start + i for i, g in enumerate(built) if g is None]
+            parts.append(PackedGraphs.from_graphs([g for g in built if g is not None]))
+        return PackedGraphs.concat(parts), rejected
+
     @torch.no_grad()
-    def embed_graphs(self, graphs: Sequence[HeteroData], level: Literal["molecule", "cell"] = "molecule", *,
+    def embed_graphs(self, graphs: Sequence[HeteroData] | PackedGraphs, level: Literal["molecule", "cell"] = "molecule", *,
                      state: Literal["treated", "control"] = "treated", batch_size: int = 256) -> Tensor:
         """``[len(graphs), hidden_dim]`` embeddings at ``level`` (see the module docstring)."""
         if level not in LEVELS:
@@ -109,7 +121,9 @@ class Pretrained:
         self.model.eval()
         encoder = self.model.encoder
         rows = []
-        for batch in _batches(list(graphs), batch_size):
+        batches = (graphs.collate(range(i, min(i + batch_size, len(graphs)))) for i in range(0, len(graphs), batch_size)) \
+            if isinstance(graphs, PackedGraphs) else _batches(list(graphs), batch_size)
+        for batch in batches:
             batch = batch.to(self.device)
             if level == "cell" and state == "treated":
                 try:

@@ -31,6 +31,8 @@ from cgc_framework.engine.featurize import (
     _build_serial,
     _chunks,
     _limited,
+    builder_states,
+    merge_builder_states,
     no_usable_records,
     open_cache,
 )
@@ -96,6 +98,7 @@ def build_shards(plan: Plan, directory: str | Path, *, progress: bool = True, ba
             nodes[meta.pop("node", "reused" if meta.get("reused") else "local")] += 1
             built_skips.entries.extend(skipped_records(meta["skipped"]))
             omitted.entries.extend(skipped_records(meta["omitted"]))
+            merge_builder_states(plan, meta.get("builder_state", {}))  # a worker's or a reused shard's
             bar.update(meta["records"])
     bar.close()
     skips.entries.extend(built_skips.entries)    # the same order whichever backend read ahead how far
@@ -121,7 +124,7 @@ def _local_shards(plan: Plan, chunks: Iterable[tuple[int, list, dict | None]], d
             yield reused
             continue
         results = _build_parallel(plan, chunk, cache, workers) if parallel else _build_serial(plan, chunk, cache)
-        yield write_shard(directory, index, key, results)
+        yield write_shard(directory, index, key, results, lambda: builder_states(plan))
 
 
 # -- Ray backend ---------------------------------------------------------------------------------
@@ -165,7 +168,8 @@ def build_chunk_task(snapshot: dict[str, Any], chunk: list, directory: str, inde
     import ray
 
     plan = _worker_plan(snapshot)
-    meta = write_shard(Path(directory), index, key, _build_chunk(plan, chunk, open_cache(plan)))
+    meta = write_shard(Path(directory), index, key, _build_chunk(plan, chunk, open_cache(plan)),
+                       lambda: builder_states(plan))
     return {**meta, "node": ray.get_runtime_context().get_node_id()}
 
 

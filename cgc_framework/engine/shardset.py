@@ -33,7 +33,7 @@ import os
 from collections import OrderedDict
 from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -71,11 +71,13 @@ def _write_atomic(path: Path, write: Any) -> None:
 
 # -- writing ---------------------------------------------------------------------------------------
 
-def write_shard(directory: Path, index: int, key: str, results: Iterable[tuple[str, Any, Any, list]]) -> dict[str, Any]:
+def write_shard(directory: Path, index: int, key: str, results: Iterable[tuple[str, Any, Any, list]],
+                builder_state: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Write chunk ``index`` from its build results ``(record id, graph or None, RecordRejected or
     None, omitted SkippedRecords)`` (one per record, in record order); returns the shard's metadata
     (what ``shard-<i>.json`` holds, without the ids). A chunk whose records were all skipped gets
-    metadata and no ``.pt`` file."""
+    metadata and no ``.pt`` file. ``builder_state()``, called once the chunk is built, gives the
+    builders' state so far (``featurize.builder_states``), kept in the metadata."""
     graphs: list[HeteroData] = []
     ids: list[str] = []
     skips, omitted = SkipLog(), SkipLog()
@@ -100,7 +102,8 @@ def write_shard(directory: Path, index: int, key: str, results: Iterable[tuple[s
         pt.unlink(missing_ok=True)
     meta = {"format": SHARD_FORMAT, "key": key, "index": index, "records": records, "graphs": len(graphs),
             "sha256": sha, "skipped": [list(astuple(e)) for e in skips.entries],
-            "omitted": [list(astuple(e)) for e in omitted.entries]}
+            "omitted": [list(astuple(e)) for e in omitted.entries],
+            "builder_state": builder_state() if builder_state is not None else {}}
     _write_atomic(directory / f"{name}.json",
                   lambda p: p.write_text(json.dumps({**meta, "ids": ids})))
     return meta

@@ -133,6 +133,20 @@ class GraphBuilder(ABC):
         Default: nothing."""
         return {}
 
+    def state(self) -> dict[str, Any]:
+        """What this instance has recorded while building that :meth:`describe` reports (e.g. the
+        warning of each structure file), as JSON types. Builders also run in featurization worker
+        processes and Ray tasks; the machinery hands their state to the driver's builder
+        (:meth:`merge_state`) and stores it with each shard, so ``summary.md`` counts every record,
+        a resumed run's too. Cumulative over the instance's builds. Default: nothing."""
+        return {}
+
+    def merge_state(self, state: dict[str, Any]) -> None:
+        """Add another instance's :meth:`state` to this one's. The same state, or a later superset
+        of it, may arrive more than once (each shard of a worker carries the worker's state so
+        far): merge as a union, never as a sum. Default: nothing."""
+        return None
+
 
 class EdgeSource(ABC):
     """Adds cross-scale edges between node types that the modalities built.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
 import weakref
 from dataclasses import astuple
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 from torch.utils.data import DistributedSampler
 from torch_geometric.data import Batch
 
+from cgc_framework import hookimpl
 from cgc_framework.api import plan_run
 from cgc_framework.engine import featurize
 from cgc_framework.engine.config import validate_config
@@ -34,10 +36,11 @@ def corpus(path: Path, n: int = len(SMILES)) -> Path:
     return path
 
 
-def corpus_config(path: Path, trainer: dict | None = None, optimizer: dict | None = None, **data):
+def corpus_config(path: Path, trainer: dict | None = None, optimizer: dict | None = None,
+                  builder: str = "rdkit_molecule", **data):
     return validate_config({
         "data": {"dataset": {"name": "smiles_corpus", "params": {"paths": [str(path)], "id_column": "id"}}, **data},
-        "graph": {"modalities": {"molecule": {"builder": "rdkit_molecule"}}},
+        "graph": {"modalities": {"molecule": {"builder": builder}}},
         "model": {"encoder": {"name": "molecule_gin", "params": {"hidden_dim": 8, "num_layers": 1}}},
         "tasks": {"mask": {"name": "masked_recovery"}},
         "stages": [{"name": "mask", "epochs": 1, "weights": {"mask": 1.0}}],
@@ -87,6 +90,64 @@ def test_a_resumed_build_reuses_intact_shards_and_rebuilds_a_damaged_one(tmp_pat
     calls.clear()
     build_shards(other, tmp_path / "s", progress=False)
     assert calls == [7, 7, 6] and not (tmp_path / "s" / "shard-00003.pt").exists()
+
+
+class _RingNotingPlugin:
+    """A builder that records each ring molecule it builds: state a worker process must hand back."""
+
+    @hookimpl
+    def register_graph_builders(self, register):
+        from cgc_plugins.molecules.rdkit_builder import RDKitMoleculeBuilder, RDKitMoleculeParams
+
+        class RingNoting(RDKitMoleculeBuilder):
+            def __init__(self, params=None):
+                super().__init__(params)
+                self.rings: dict[str, str] = {}
+
+            def build(self, value):
+                graph = super().build(value)
+                if "1" in value:
+                    self.rings[value] = "has a ring"
+                return graph
+
+            def describe(self):
+                return {"ring molecules": sorted(self.rings)}
+
+            def state(self):
+                return {"rings": dict(self.rings)}
+
+            def merge_state(self, state):
+                for smiles, note in state.get("rings", {}).items():
+                    self.rings.setdefault(smiles, note)
+
+        register("ring_noting", RingNoting, params=RDKitMoleculeParams)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="parallel building forks (Linux)")
+def test_builder_state_from_worker_processes_and_reused_shards_reaches_the_driver(tmp_path):
+    path = corpus(tmp_path / "c.csv", 30)
+
+    def plan(**data):
+        return plan_run(corpus_config(path, builder="ring_noting", **data), extra_plugins=(_RingNotingPlugin(),))
+
+    def noted(p):
+        return p.modalities["molecule"].builder.describe()["ring molecules"]
+
+    serial = plan()
+    build_graphs(serial, progress=False)
+    expected = ["CC(=O)Oc1ccccc1C(=O)O", "Cn1c(=O)c2c(ncn2C)n(C)c1=O", "OC1CCCCC1", "c1ccncc1"]
+    assert noted(serial) == expected           # the unbuildable ring SMILES (c1cccc1, C1CC) are not noted
+    forked = plan(featurize_workers=2)
+    build_graphs(forked, progress=False)
+    assert noted(forked) == expected
+    sharded = plan(shard_size=7, featurize_workers=2)
+    build_shards(sharded, tmp_path / "s", progress=False)
+    assert noted(sharded) == expected
+    states = [json.loads(p.read_text())["builder_state"] for p in sorted((tmp_path / "s").glob("shard-*.json"))]
+    assert all(set(s) <= {"molecule"} for s in states) and any(states)
+    resumed = plan(shard_size=7)                # every shard is reused: nothing is built again
+    build_shards(resumed, tmp_path / "s", progress=False)
+    assert noted(resumed) == expected
 
 
 def test_a_missing_shard_file_is_named(tmp_path):

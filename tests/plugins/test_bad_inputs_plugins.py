@@ -145,6 +145,10 @@ def test_structures_that_may_be_incomplete_are_built_counted_and_named(tmp_path,
     info = builder.describe()
     assert info["structures that may be incomplete (used)"] == 1
     assert warning in info["incomplete? (file: warning; first 20)"][str(path)]
+    driver = _geometry()                  # a featurization worker's builder hands its state back
+    driver.merge_state(builder.state())
+    driver.merge_state(builder.state())   # twice (two shards of one worker): counted once
+    assert driver.describe() == info
 
 
 def test_complete_structures_raise_no_warning_and_a_cache_hit_is_still_counted(tmp_path):

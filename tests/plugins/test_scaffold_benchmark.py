@@ -36,3 +36,16 @@ def test_scaffold_benchmark_protocols_and_fingerprint_baseline(registry_yaml, sh
     assert table[table.protocol == "ecfp_lr"].test_auroc.item() == pytest.approx(expected, abs=1e-9)
     summary = res.summary_path.read_text()
     assert "GIN without pretraining: 67.0" in summary and "not directly comparable" in summary
+
+
+@pytest.mark.slow
+def test_a_sets_scores_do_not_depend_on_the_sets_listed_before_it(registry_yaml, shared_data, tmp_path):
+    common = f"epochs: 1, max_train: 150, protocols: [finetune], data_dir: {shared_data / 'moleculenet'}"
+    evaluations = (f"evaluations={{both: {{name: scaffold_benchmark, params: {{datasets: [bbbp, bace], {common}}}}}, "
+                   f"alone: {{name: scaffold_benchmark, params: {{datasets: [bace], {common}}}}}}}")
+    res = run(registry_yaml, overrides=["trainer.num_workers=0", one_stage(1), "model.encoder.params.hidden_dim=16",
+                                        evaluations], run_dir=tmp_path / "r", progress=False)
+    both, alone = (pd.read_csv(res.run_dir / "evaluations" / key / "scaffold.csv") for key in ("both", "alone"))
+    columns = ["init", "test_auroc", "valid_auroc", "best_epoch"]
+    assert list(alone.init) == ["pretrained", "scratch"]
+    pd.testing.assert_frame_equal(both[both.dataset == "bace"][columns].reset_index(drop=True), alone[columns])

@@ -19,6 +19,7 @@ pretraining about 74 (averages over the eight sets, 10 seeds, 100 fine-tuning ep
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,10 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
+from torch.utils.data import DataLoader
 from torch_geometric.data import HeteroData
-from torch_geometric.loader import DataLoader
 
+from cgc_framework.engine.shards import PackedGraphs
 from cgc_framework.plugin import (
     Encoder,
     EvaluationContext,
@@ -87,37 +89,45 @@ class _Classifier(torch.nn.Module):
         return self.head(molecule_vector(self.encoder, self.encoder(batch), batch, self.roles))
 
 
-def _attach(graphs, split: Split, ok: np.ndarray) -> list:
-    y, present = torch.tensor(split.y[ok], dtype=torch.float32), torch.tensor(split.present[ok])
-    for g, yi, pi in zip(graphs, y, present):
-        g.y_task, g.y_present = yi.unsqueeze(0), pi.unsqueeze(0)
-    return graphs
+@dataclass
+class _Labelled:
+    """One split for fine-tuning: its graphs, packed, and labels ``y`` (float ``[N, T]``) with the
+    label-present mask ``present`` (float ``[N, T]``)."""
+
+    graphs: PackedGraphs
+    y: Tensor
+    present: Tensor
+
+    @classmethod
+    def of(cls, graphs: PackedGraphs, split: Split) -> _Labelled:
+        return cls(graphs, torch.tensor(split.y, dtype=torch.float32), torch.tensor(split.present, dtype=torch.float32))
 
 
 @torch.no_grad()
-def _predict(model: _Classifier, graphs: list, device: torch.device) -> np.ndarray:
+def _predict(model: _Classifier, data: _Labelled, device: torch.device, batch_size: int = 256) -> np.ndarray:
     model.eval()
-    return torch.cat([torch.sigmoid(model(b.to(device))) for b in DataLoader(graphs, batch_size=256)]).cpu().numpy()
+    n = len(data.graphs)
+    return torch.cat([torch.sigmoid(model(data.graphs.collate(range(i, min(i + batch_size, n))).to(device)))
+                      for i in range(0, n, batch_size)]).cpu().numpy()
 
 
-def _finetune(model: _Classifier, train: list, valid: list, test: list, p: ScaffoldParams, seed: int,
-              device: torch.device, tasks: list[str]) -> tuple[float, float, int]:
-    """Returns (test ROC-AUC at the best-valid epoch, best valid ROC-AUC, best epoch)."""
+def _finetune(model: _Classifier, train: _Labelled, valid: _Labelled, test: _Labelled, p: ScaffoldParams,
+              seed: int, device: torch.device, tasks: list[str]) -> tuple[float, float, int]:
+    """Returns (test ROC-AUC at the best-valid epoch, best valid ROC-AUC, best epoch). The batches
+    are those a ``DataLoader(shuffle=True)`` of the graphs draws with a generator seeded by ``seed``."""
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=p.lr)
-    loader = DataLoader(train, batch_size=p.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
-    yv = np.concatenate([g.y_task.numpy() for g in valid]).astype(int)
-    pv = np.concatenate([g.y_present.numpy() for g in valid])
-    yt = np.concatenate([g.y_task.numpy() for g in test]).astype(int)
-    pt = np.concatenate([g.y_present.numpy() for g in test])
+    order = DataLoader(range(len(train.graphs)), batch_size=p.batch_size, shuffle=True,  # batches of indices
+                       generator=torch.Generator().manual_seed(seed))
+    yv, pv = valid.y.numpy().astype(int), valid.present.numpy().astype(bool)
+    yt, pt = test.y.numpy().astype(int), test.present.numpy().astype(bool)
     best = (-1.0, float("nan"), -1)
     for epoch in range(p.epochs):
         model.train()
-        for batch in loader:
-            batch = batch.to(device)
-            logits = model(batch)
-            w = batch.y_present.float()
-            loss = (F.binary_cross_entropy_with_logits(logits, batch.y_task, reduction="none") * w).sum() / w.sum().clamp(min=1)
+        for idx in order:
+            logits = model(train.graphs.collate(idx).to(device))
+            y, w = train.y[idx].to(device), train.present[idx].to(device)
+            loss = (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * w).sum() / w.sum().clamp(min=1)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -139,56 +149,14 @@ class ScaffoldBenchmark(Evaluator):
 
     def evaluate(self, ctx: EvaluationContext) -> EvaluationResult:
         p = self.params
-        rows, leakage = [], []
+        rows: list[dict] = []
+        leakage: list[dict] = []
         seen = pretraining_inchikeys(ctx.plan)
-        pretrained = ctx.pretrained()
-        untrained = ctx.pretrained(untrained=True)
-
-        def fresh_encoder() -> torch.nn.Module:
-            return copy.deepcopy(ctx.pretrained(untrained=True).model.encoder)
-
         with torch.enable_grad():
-            for name in p.datasets:
-                ds = load_molnet(name, p.data_dir)
-                leakage += leakage_rows(name, {"train": ds.train.smiles, "test": ds.test.smiles}, seen)
-                tr = ds.train
-                if p.max_train and len(tr.smiles) > p.max_train:
-                    idx = np.sort(np.random.default_rng(ctx.seed).choice(len(tr.smiles), p.max_train, replace=False))
-                    tr = Split(tr.smiles[idx], tr.ecfp[idx], tr.y[idx], tr.present[idx])
-                splits = {"train": tr, "valid": ds.valid, "test": ds.test}
-                built = {s: pretrained.build(list(sp.smiles), "molecule", skip_invalid=True) for s, sp in splits.items()}
-                ok = {s: np.array([g is not None for g in built[s]], bool) for s in splits}
-                graphs0 = {s: [g for g in built[s] if g is not None] for s in splits}
-                sub = {s: Split(sp.smiles[ok[s]], sp.ecfp[ok[s]], sp.y[ok[s]], sp.present[ok[s]])
-                       for s, sp in splits.items()}
-                base = {"dataset": name, "n_train": len(sub["train"].smiles), "n_test": len(sub["test"].smiles)}
-                if "ecfp_lr" in p.protocols:
-                    rows.append({**base, "protocol": "ecfp_lr", "init": "-",
-                                 "test_auroc": _probe(sub["train"].ecfp, sub["train"], sub["test"].ecfp, sub["test"],
-                                                      ds.tasks)})
-                if "minimol_lr" in p.protocols:
-                    folder = molnet_cache_dir(p.data_dir)
-                    mm_tr, mm_te = (minimol_embeddings([str(x) for x in sub[part].smiles], folder)[0]
-                                    for part in ("train", "test"))
-                    rows.append({**base, "protocol": "minimol_lr", "init": "-",
-                                 "test_auroc": _probe(mm_tr, sub["train"], mm_te, sub["test"], ds.tasks)})
-                if "linear_probe" in p.protocols:
-                    for init, pre in (("pretrained", pretrained), ("untrained", untrained)):
-                        with torch.no_grad():
-                            x_tr = pre.embed_graphs(graphs0["train"], "molecule").numpy()
-                            x_te = pre.embed_graphs(graphs0["test"], "molecule").numpy()
-                        rows.append({**base, "protocol": "linear_probe", "init": init,
-                                     "test_auroc": _probe(x_tr, sub["train"], x_te, sub["test"], ds.tasks)})
-                if "finetune" in p.protocols:
-                    graphs = {s: _attach([g.clone() for g in graphs0[s]], sub[s], np.ones(len(sub[s].smiles), bool))
-                              for s in ("train", "valid", "test")}
-                    for init in p.finetune_init:
-                        enc = copy.deepcopy(ctx.model.encoder) if init == "pretrained" else fresh_encoder()
-                        model = _Classifier(enc, len(ds.tasks), ctx.plan.roles).to(ctx.device)
-                        test_auc, valid_auc, epoch = _finetune(model, graphs["train"], graphs["valid"],
-                                                               graphs["test"], p, ctx.seed, ctx.device, ds.tasks)
-                        rows.append({**base, "protocol": "finetune", "init": init, "test_auroc": test_auc,
-                                     "valid_auroc": valid_auc, "best_epoch": epoch})
+            for name in p.datasets:   # one set at a time: its graphs are freed before the next is built
+                set_rows, set_leakage = self._score_set(name, ctx, seen)
+                rows += set_rows
+                leakage += set_leakage
         table, leaks = pd.DataFrame(rows), pd.DataFrame(leakage)
         test_leaks = leaks[leaks.split == "test"]
         text = _summary(table, p) + "\n\nMolecules of the scaffold test splits that the pretraining data " \
@@ -196,6 +164,54 @@ class ScaffoldBenchmark(Evaluator):
                 f"{r.dataset} {r.seen_in_pretraining}/{r.molecules}" for r in test_leaks.itertuples()) + ". " \
             + guard_note(ctx.plan)
         return EvaluationResult({"scaffold": table, "leakage": leaks}, text)
+
+    def _score_set(self, name: str, ctx: EvaluationContext, seen) -> tuple[list[dict], list[dict]]:
+        """The rows of one MoleculeNet set (every protocol x init) and its leakage rows."""
+        p = self.params
+        pretrained, untrained = ctx.pretrained(), ctx.pretrained(untrained=True)
+        ds = load_molnet(name, p.data_dir)
+        leakage = leakage_rows(name, {"train": ds.train.smiles, "test": ds.test.smiles}, seen)
+        tr = ds.train
+        if p.max_train and len(tr.smiles) > p.max_train:
+            idx = np.sort(np.random.default_rng(ctx.seed).choice(len(tr.smiles), p.max_train, replace=False))
+            tr = Split(tr.smiles[idx], tr.ecfp[idx], tr.y[idx], tr.present[idx])
+        splits = {"train": tr, "valid": ds.valid, "test": ds.test}
+        graphs, sub = {}, {}
+        for part, sp in splits.items():   # packed: MUV's 93k molecules as a list of graphs hold ~5 GB
+            graphs[part], rejected = pretrained.build_packed(list(sp.smiles), "molecule")
+            ok = np.ones(len(sp.smiles), bool)
+            ok[rejected] = False
+            sub[part] = Split(sp.smiles[ok], sp.ecfp[ok], sp.y[ok], sp.present[ok])
+        base = {"dataset": name, "n_train": len(sub["train"].smiles), "n_test": len(sub["test"].smiles)}
+        rows = []
+        if "ecfp_lr" in p.protocols:
+            rows.append({**base, "protocol": "ecfp_lr", "init": "-",
+                         "test_auroc": _probe(sub["train"].ecfp, sub["train"], sub["test"].ecfp, sub["test"], ds.tasks)})
+        if "minimol_lr" in p.protocols:
+            folder = molnet_cache_dir(p.data_dir)
+            mm_tr, mm_te = (minimol_embeddings([str(x) for x in sub[part].smiles], folder)[0] for part in ("train", "test"))
+            rows.append({**base, "protocol": "minimol_lr", "init": "-",
+                         "test_auroc": _probe(mm_tr, sub["train"], mm_te, sub["test"], ds.tasks)})
+        if "linear_probe" in p.protocols:
+            for init, pre in (("pretrained", pretrained), ("untrained", untrained)):
+                with torch.no_grad():
+                    x_tr = pre.embed_graphs(graphs["train"], "molecule").numpy()
+                    x_te = pre.embed_graphs(graphs["test"], "molecule").numpy()
+                rows.append({**base, "protocol": "linear_probe", "init": init,
+                             "test_auroc": _probe(x_tr, sub["train"], x_te, sub["test"], ds.tasks)})
+        if "finetune" in p.protocols:
+            labelled = {part: _Labelled.of(graphs[part], sub[part]) for part in splits}
+            for init in p.finetune_init:
+                # drawing the untrained weights re-seeds torch, so the head below starts from the same
+                # state on every set: a set's score does not depend on the sets listed before it
+                fresh = ctx.pretrained(untrained=True).model.encoder
+                enc = copy.deepcopy(ctx.model.encoder if init == "pretrained" else fresh)
+                model = _Classifier(enc, len(ds.tasks), ctx.plan.roles).to(ctx.device)
+                test_auc, valid_auc, epoch = _finetune(model, labelled["train"], labelled["valid"], labelled["test"],
+                                                       p, ctx.seed, ctx.device, ds.tasks)
+                rows.append({**base, "protocol": "finetune", "init": init, "test_auroc": test_auc,
+                             "valid_auroc": valid_auc, "best_epoch": epoch})
+        return rows, leakage
 
 
 def _summary(table: pd.DataFrame, p: ScaffoldParams) -> str:

@@ -67,6 +67,13 @@ class BiopythonProteinBuilder(GraphBuilder):
             out["incomplete? (file: warning; first 20)"] = dict(list(self.structure_warnings.items())[:20])
         return out
 
+    def state(self) -> dict:
+        return {"structure_warnings": dict(self.structure_warnings)}
+
+    def merge_state(self, state: dict) -> None:
+        for path, warning in state.get("structure_warnings", {}).items():
+            self.structure_warnings.setdefault(path, warning)
+
     def _warn(self, path: Path, notes: list[str]) -> None:
         if notes and str(path) not in self.structure_warnings:
             self.structure_warnings[str(path)] = "; ".join(notes)
