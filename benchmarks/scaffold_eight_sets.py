@@ -12,7 +12,8 @@ task-macro test ROC-AUC on the scaffold split) and writes, beside it:
 
     python benchmarks/scaffold_eight_sets.py runs/sweeps/scaffold
 
-Several sweep folders are combined (the same seeds, other data sets), written to ``--out``:
+Several sweep folders are combined (the same seeds; other data sets, or a re-run of some rows, whose
+rows replace the earlier folders'), written to ``--out``:
 
     python benchmarks/scaffold_eight_sets.py runs/sweeps/scaffold runs/sweeps/scaffold_hiv_muv \
         --out benchmarks/results/scaffold_eight
@@ -59,22 +60,23 @@ def tables(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     return per_set, average.sort_values("mean", ascending=False), paired
 
 
-def combined(folders: list[Path]) -> pd.DataFrame:
-    """The ``results.parquet`` rows of ``folders``; a (seed, data set, protocol, init) in two of them is an error."""
+def combined(folders: list[Path]) -> tuple[pd.DataFrame, list[str]]:
+    """The ``scaffold`` rows of ``folders`` and notes. Where two folders score the same (seed, data
+    set, protocol, init), the later folder's row is kept (a re-run of some rows), and a note says so."""
     results = pd.concat([pd.read_parquet(f / "results.parquet").assign(sweep=i) for i, f in enumerate(folders)],
                         ignore_index=True)
-    scaffold = results[(results.evaluation == "scaffold") & (results.table == "scaffold")]
-    twice = scaffold.groupby(["seed", "dataset", "protocol", "init"]).sweep.nunique()
-    if (twice > 1).any():
-        first = ", ".join(map(str, twice[twice > 1].index[0]))
-        raise SystemExit(f"{', '.join(map(str, folders))}: these sweeps score the same data set and seed "
-                         f"more than once (e.g. seed, set, protocol, init = {first}); combine sweeps of other sets")
-    return results
+    df = results[(results.evaluation == "scaffold") & (results.table == "scaffold")]
+    replaced = df.duplicated(["seed", "dataset", "protocol", "init"], keep="last")   # rows are in folder order
+    notes = [f"{n} rows of `{folders[i]}` ({', '.join(sorted(set(g.protocol + ' / ' + g['init'])))}: "
+             f"{', '.join(sorted(set(g.dataset)))}) are replaced by the same seeds' rows of a later sweep"
+             for i, g in df[replaced].groupby("sweep") if (n := len(g))]
+    return df[~replaced], notes
 
 
 def main(folders: list[Path], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    per_set, average, paired = tables(combined(folders))
+    rows, notes = combined(folders)
+    per_set, average, paired = tables(rows)
     per_set.to_csv(folder / "scaffold_per_set.csv", index=False)
     average.to_csv(folder / "scaffold_average.csv", index=False)
     paired.to_csv(folder / "scaffold_paired.csv", index=False)
@@ -90,6 +92,7 @@ def main(folders: list[Path], folder: Path) -> None:
               "| baseline | pairs | difference | p | p (Holm) |", "|---|---|---|---|---|"]
     lines += [f"| {r.baseline} | {r.pairs} | {r.difference:+.2f} | {r.p:.3g} | {r.p_holm:.3g} |"
               for r in paired.itertuples()]
+    lines += ["", "Sweeps: " + ", ".join(f"`{f}`" for f in folders) + "."] + [f"- {n}." for n in notes]
     (folder / "scaffold_report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
