@@ -5,7 +5,7 @@ task-macro test ROC-AUC on the scaffold split) and writes, beside it:
 
 - ``scaffold_per_set.csv``: per method x data set, the mean and 95% Student-t half-width over seeds (x 100);
 - ``scaffold_average.csv``: per method, the average over the data sets of each seed, then mean and
-  half-width over seeds, with the number of sets it covers;
+  half-width over seeds, with the number of sets it covers (those scored at every seed);
 - ``scaffold_paired.csv``: fine-tuned pretrained minus each other method, paired over seeds x data sets,
   mean difference, two-sided Wilcoxon signed-rank p, Holm-adjusted over the rows;
 - ``scaffold_report.md``: the tables as Markdown, beside Hu et al. (2020).
@@ -15,8 +15,8 @@ task-macro test ROC-AUC on the scaffold split) and writes, beside it:
 Several sweep folders are combined (the same seeds; other data sets, or a re-run of some rows, whose
 rows replace the earlier folders'), written to ``--out``:
 
-    python benchmarks/scaffold_eight_sets.py runs/sweeps/scaffold runs/sweeps/scaffold_hiv_muv \
-        --out benchmarks/results/scaffold_eight
+    python benchmarks/scaffold_eight_sets.py runs/sweeps/scaffold runs/sweeps/scaffold_hiv runs/sweeps/scaffold_muv \
+        --out benchmarks/results/scaffold_combined
 """
 
 from __future__ import annotations
@@ -46,7 +46,10 @@ def tables(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     df["method"] = df.protocol + np.where(df["init"] == "-", "", " / " + df["init"])
     per_set = pd.DataFrame([{"method": m, "dataset": d, **dict(zip(("mean", "ci_half"), _mean_half(g.test_auroc.to_numpy()))),
                              "seeds": len(g)} for (m, d), g in df.groupby(["method", "dataset"])])
-    by_seed = df.groupby(["method", "seed"]).agg(value=("test_auroc", "mean"), sets=("dataset", "nunique")).reset_index()
+    # the averages cover the sets scored at every seed (a set run with fewer seeds is in the per-set table)
+    seeds_of = df.groupby("dataset").seed.nunique()
+    full = df[df.dataset.isin(seeds_of[seeds_of == df.seed.nunique()].index)]
+    by_seed = full.groupby(["method", "seed"]).agg(value=("test_auroc", "mean"), sets=("dataset", "nunique")).reset_index()
     average = pd.DataFrame([{"method": m, **dict(zip(("mean", "ci_half"), _mean_half(g.value.to_numpy()))),
                              "seeds": len(g), "sets": int(g.sets.min())} for m, g in by_seed.groupby("method")])
     wide = df.pivot_table(index=["seed", "dataset"], columns="method", values="test_auroc")
@@ -80,13 +83,24 @@ def main(folders: list[Path], folder: Path) -> None:
     per_set.to_csv(folder / "scaffold_per_set.csv", index=False)
     average.to_csv(folder / "scaffold_average.csv", index=False)
     paired.to_csv(folder / "scaffold_paired.csv", index=False)
-    wide = per_set.assign(cell=per_set["mean"].map("{:.1f}".format) + " ± " + per_set.ci_half.map("{:.1f}".format)) \
+    wide = per_set.assign(cell=per_set["mean"].map("{:.1f}".format)
+                          + per_set.ci_half.map(lambda h: "" if np.isnan(h) else f" ± {h:.1f}")) \
         .pivot(index="method", columns="dataset", values="cell")
     wide["average"] = average.set_index("method").apply(lambda r: f"**{r['mean']:.1f} ± {r.ci_half:.1f}**", axis=1)
     lines = ["Scaffold-split test ROC-AUC x 100 (task macro), mean ± 95% half-width over "
              f"{int(per_set.seeds.max())} seeds:", "", "| method | " + " | ".join(wide.columns) + " |",
              "|---|" + "---|" * len(wide.columns)]
     lines += [f"| {m} | " + " | ".join(str(v) for v in row.values) + " |" for m, row in wide.loc[average.method].iterrows()]
+    fewer = sorted(set(per_set.dataset[per_set.seeds < per_set.seeds.max()]))
+    if fewer:
+        lines += ["", f"The average leaves out {', '.join(fewer)}, scored at fewer seeds (cells without ± are one seed); "
+                      f"it covers {int(average.sets.min())} sets."]
+        for seed, g in rows.assign(method=rows.protocol + np.where(rows["init"] == "-", "", " / " + rows["init"])) \
+                .groupby("seed"):
+            if g.dataset.nunique() == per_set.dataset.nunique():
+                means = g.groupby("method").test_auroc.mean().sort_values(ascending=False)
+                lines += ["", f"Seed {seed}, the average over all {g.dataset.nunique()} sets: "
+                          + "; ".join(f"{m} {100 * v:.1f}" for m, v in means.items()) + "."]
     lines += ["", "Literature (eight-set averages): " + "; ".join(f"{k}: {v:.1f}" for k, v in LITERATURE.items()) + ".",
               "", f"`{MODEL}` minus each method, paired over seeds x data sets (Wilcoxon, Holm):", "",
               "| baseline | pairs | difference | p | p (Holm) |", "|---|---|---|---|---|"]
