@@ -175,11 +175,11 @@ def test_featurization_memory_is_bounded_by_the_shard_not_the_corpus(tmp_path, m
     import cgc_framework.engine.shardset as ss
     real_write = ss.write_shard
 
-    def write(directory, index, key, results):
+    def write(directory, index, key, results, builder_state=None):
         results = list(results)
         gc.collect()                    # graphs hold reference cycles: count the reachable ones
         peak.append(alive[0])
-        return real_write(directory, index, key, results)
+        return real_write(directory, index, key, results, builder_state)
 
     monkeypatch.setattr(featurize, "build_record", tracked)
     import cgc_framework.engine.shard_build as sb
