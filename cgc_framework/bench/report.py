@@ -356,15 +356,17 @@ MAX_SUMMARY_ROWS_PER_TRIAL = 30
 
 def _long_form(g: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame | None:
     """A table as ``metric``/``value`` rows: tidy tables as they are; a small wide table (one column
-    per measure, e.g. ICS or the do-check) melted — float and bool columns are measures, every
-    other column (names, integer counts and ``k``, ``*_um`` doses) describes the row. ``None``
-    when there is nothing to average."""
+    per measure, e.g. ICS or the do-check) melted — float and bool columns are measures, and so
+    is an integral column that changes with the seed where the others name one row per seed
+    (a best epoch); every other column (names, integer counts and ``k``, ``*_um`` doses)
+    describes the row. ``None`` when there is nothing to average."""
     if "value" in g:
         return g
     if "trial" in g and g.groupby("trial").size().max() > MAX_SUMMARY_ROWS_PER_TRIAL:
         return None
     skip = {*_BOOKKEEPING, *grid_keys, "evaluation", "table"}
     measures = [c for c in g.columns if c not in skip and not c.endswith("_um") and _is_measure(g[c])]
+    measures += _integral_measures(g, skip | set(measures), grid_keys)
     if not measures:
         return None
     g = g.copy()
@@ -373,6 +375,26 @@ def _long_form(g: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame | None:
     name = "metric" if "metric" not in g else "measure"
     return g.melt(id_vars=[c for c in g.columns if c not in measures], value_vars=measures,
                   var_name=name, value_name="value")
+
+
+def _integral_measures(g: pd.DataFrame, taken: set[str], grid_keys: list[str]) -> list[str]:
+    """Integral columns that are outcomes, not descriptors (e.g. a best epoch): the other
+    descriptors already name one row per seed, and the column's value changes with the seed."""
+    if "seed" not in g:
+        return []
+    candidates = [c for c in g.columns if c not in taken and not c.endswith("_um")
+                  and pd.api.types.is_numeric_dtype(g[c]) and not pd.api.types.is_bool_dtype(g[c])]
+    found = []
+    for c in candidates:
+        others = [k for k in g.columns if k not in taken and k != c and k not in found and k != "seed"]
+        others = list(dict.fromkeys([*[k for k in grid_keys if k in g], *others]))
+        if not others:
+            continue
+        if g.groupby([*others, "seed"], dropna=False).size().max() > 1:
+            continue
+        if (g.groupby(others, dropna=False)[c].nunique(dropna=False) > 1).any():
+            found.append(c)
+    return found
 
 
 def _is_measure(col: pd.Series) -> bool:

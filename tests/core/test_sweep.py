@@ -389,3 +389,25 @@ def test_generic_summary_melts_small_wide_tables_and_keeps_counts_as_descriptors
     assert set(out["table"]) == {"do_check"} and set(out.index) == {"mse", "identified"}
     assert out.loc["mse", "mean"] == pytest.approx(0.6) and out.loc["identified", "mean"] == 0.5
     assert (out["n_queries"] == 192).all()
+
+
+def test_generic_summary_averages_an_integral_outcome_that_changes_with_the_seed():
+    """A scaffold-style table: ``best_epoch`` is integral but an outcome (one row per seed per
+    dataset x mode, different at each seed), so it is averaged and does not split the rows; ``k``
+    of a few-shot style table names several rows per seed and stays a descriptor."""
+    from cgc_framework.bench.report import generic_summary
+
+    scaffold = pd.DataFrame({"evaluation": "scaffold", "table": "scaffold", "trial": "t",
+                             "seed": [0, 1, 2, 0, 1, 2], "dataset": ["bace"] * 3 + ["bbbp"] * 3,
+                             "n_train": [1210.0] * 3 + [1631.0] * 3, "test_auroc": [0.7, 0.8, 0.75, 0.6, 0.65, 0.7],
+                             "best_epoch": [3.0, 7.0, 5.0, 1.0, 2.0, 3.0]})
+    out = generic_summary(scaffold, [])
+    assert len(out) == 4 and (out["seeds"] == 3).all()
+    epochs = out[out["metric"] == "best_epoch"].set_index("dataset")["mean"]
+    assert epochs["bace"] == pytest.approx(5.0) and epochs["bbbp"] == pytest.approx(2.0)
+    assert "best_epoch" not in out.columns and set(out["n_train"]) == {1210.0, 1631.0}
+
+    budgets = pd.DataFrame({"evaluation": "fs", "table": "fs", "trial": "t", "seed": [0, 0, 1, 1],
+                            "k": [1.0, 5.0, 1.0, 5.0], "auroc": [0.6, 0.7, 0.62, 0.71]})
+    out = generic_summary(budgets, [])
+    assert sorted(out["k"]) == [1.0, 5.0] and set(out["metric"]) == {"auroc"}
