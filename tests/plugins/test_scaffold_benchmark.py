@@ -16,7 +16,7 @@ from tests.support import one_stage
 
 @pytest.mark.slow
 def test_scaffold_benchmark_protocols_and_fingerprint_baseline(registry_yaml, shared_data, tmp_path):
-    params = (f"{{datasets: [bbbp], epochs: 1, max_train: 200, finetune_init: [scratch], "
+    params = (f"{{datasets: [bbbp], epochs: 2, max_train: 200, finetune_init: [scratch], "
               f"data_dir: {shared_data / 'moleculenet'}}}")
     res = run(registry_yaml, overrides=["trainer.num_workers=0", one_stage(1),
                                         "model.encoder.params.hidden_dim=16",
@@ -26,6 +26,12 @@ def test_scaffold_benchmark_protocols_and_fingerprint_baseline(registry_yaml, sh
     assert sorted(zip(table.protocol, table.init)) == [
         ("ecfp_lr", "-"), ("finetune", "scratch"), ("linear_probe", "pretrained"), ("linear_probe", "untrained")]
     assert table.test_auroc.between(0, 1).all() and (table.n_train == 200).all()
+    # the fine-tuning curve: one row per epoch; the reported epoch is the one of best valid ROC-AUC
+    curve = pd.read_csv(res.run_dir / "evaluations" / "sc" / "finetune_curve.csv")
+    assert list(curve.epoch) == [0, 1] and set(curve.init) == {"scratch"} and (curve.train_loss > 0).all()
+    tuned = table[table.protocol == "finetune"].iloc[0]
+    assert tuned.valid_auroc == pytest.approx(curve.valid_auroc.max())
+    assert tuned.best_epoch == curve.epoch[curve.valid_auroc.idxmax()]
     # the fingerprint baseline, recomputed independently on the same subsample
     ds = load_molnet("bbbp", shared_data / "moleculenet", tmp_path / "dc")
     idx = np.sort(np.random.default_rng(0).choice(len(ds.train.smiles), 200, replace=False))

@@ -8,7 +8,8 @@ For each MoleculeNet classification set (DeepChem scaffold split 80/10/10):
   embedding, trained end to end on all tasks (masked binary
   cross-entropy over labelled entries, Adam), initialised from the pretrained weights
   (``pretrained``) or from scratch (``scratch``: the "same encoder trained from scratch on the
-  labels" baseline); the test ROC-AUC of the epoch with the best validation ROC-AUC is reported;
+  labels" baseline); the test ROC-AUC of the epoch with the best validation ROC-AUC is reported,
+  and each epoch's training loss and validation ROC-AUC go to ``finetune_curve.csv`` as it ends;
 - ``ecfp_lr``: ECFP4 + logistic regression per task (fingerprint baseline).
 
 Score: ROC-AUC per task on the scaffold test split, macro over tasks with both classes, then the
@@ -19,6 +20,9 @@ pretraining about 74 (averages over the eight sets, 10 seeds, 100 fine-tuning ep
 from __future__ import annotations
 
 import copy
+import csv
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,9 +116,11 @@ def _predict(model: _Classifier, data: _Labelled, device: torch.device, batch_si
 
 
 def _finetune(model: _Classifier, train: _Labelled, valid: _Labelled, test: _Labelled, p: ScaffoldParams,
-              seed: int, device: torch.device, tasks: list[str]) -> tuple[float, float, int]:
+              seed: int, device: torch.device, tasks: list[str],
+              on_epoch: Callable[[int, float, float], None] = lambda *_: None) -> tuple[float, float, int]:
     """Returns (test ROC-AUC at the best-valid epoch, best valid ROC-AUC, best epoch). The batches
-    are those a ``DataLoader(shuffle=True)`` of the graphs draws with a generator seeded by ``seed``."""
+    are those a ``DataLoader(shuffle=True)`` of the graphs draws with a generator seeded by ``seed``.
+    ``on_epoch(epoch, mean training loss, valid ROC-AUC)`` is called after each epoch."""
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=p.lr)
     order = DataLoader(range(len(train.graphs)), batch_size=p.batch_size, shuffle=True,  # batches of indices
@@ -124,6 +130,7 @@ def _finetune(model: _Classifier, train: _Labelled, valid: _Labelled, test: _Lab
     best = (-1.0, float("nan"), -1)
     for epoch in range(p.epochs):
         model.train()
+        losses = []
         for idx in order:
             logits = model(train.graphs.collate(idx).to(device))
             y, w = train.y[idx].to(device), train.present[idx].to(device)
@@ -131,10 +138,38 @@ def _finetune(model: _Classifier, train: _Labelled, valid: _Labelled, test: _Lab
             opt.zero_grad()
             loss.backward()
             opt.step()
+            losses.append(loss.item())
         v = _auroc(yv, _predict(model, valid, device), pv, tasks)
+        on_epoch(epoch, float(np.mean(losses)), v)
         if v > best[0]:
             best = (v, _auroc(yt, _predict(model, test, device), pt, tasks), epoch)
     return best[1], best[0], best[2]
+
+
+class _Curve:
+    """The fine-tuning curve: one row per epoch (set, init, epoch, mean training loss, valid
+    ROC-AUC, seconds since the set's fine-tuning started), appended to ``path`` as each epoch ends,
+    so a long run shows where it is; at the end the same rows are the ``finetune_curve`` table."""
+
+    COLUMNS = ("dataset", "init", "epoch", "train_loss", "valid_auroc", "seconds")
+
+    def __init__(self, path: Path):
+        self.path, self.rows = path, []
+        path.unlink(missing_ok=True)
+
+    def epoch_logger(self, dataset: str, init: str) -> Callable[[int, float, float], None]:
+        start = time.perf_counter()
+
+        def log(epoch: int, loss: float, valid_auroc: float) -> None:
+            row = dict(zip(self.COLUMNS, (dataset, init, epoch, loss, valid_auroc, time.perf_counter() - start)))
+            self.rows.append(row)
+            new = not self.path.exists()
+            with self.path.open("a", newline="") as f:
+                writer = csv.DictWriter(f, self.COLUMNS)
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+        return log
 
 
 class ScaffoldBenchmark(Evaluator):
@@ -152,9 +187,10 @@ class ScaffoldBenchmark(Evaluator):
         rows: list[dict] = []
         leakage: list[dict] = []
         seen = pretraining_inchikeys(ctx.plan)
+        curve = _Curve(ctx.output_dir / "finetune_curve.csv")
         with torch.enable_grad():
             for name in p.datasets:   # one set at a time: its graphs are freed before the next is built
-                set_rows, set_leakage = self._score_set(name, ctx, seen)
+                set_rows, set_leakage = self._score_set(name, ctx, seen, curve)
                 rows += set_rows
                 leakage += set_leakage
         table, leaks = pd.DataFrame(rows), pd.DataFrame(leakage)
@@ -163,9 +199,12 @@ class ScaffoldBenchmark(Evaluator):
             "contained (InChIKey connectivity match): " + ", ".join(
                 f"{r.dataset} {r.seen_in_pretraining}/{r.molecules}" for r in test_leaks.itertuples()) + ". " \
             + guard_note(ctx.plan)
-        return EvaluationResult({"scaffold": table, "leakage": leaks}, text)
+        tables = {"scaffold": table, "leakage": leaks}
+        if curve.rows:
+            tables["finetune_curve"] = pd.DataFrame(curve.rows)
+        return EvaluationResult(tables, text)
 
-    def _score_set(self, name: str, ctx: EvaluationContext, seen) -> tuple[list[dict], list[dict]]:
+    def _score_set(self, name: str, ctx: EvaluationContext, seen, curve: _Curve) -> tuple[list[dict], list[dict]]:
         """The rows of one MoleculeNet set (every protocol x init) and its leakage rows."""
         p = self.params
         pretrained, untrained = ctx.pretrained(), ctx.pretrained(untrained=True)
@@ -208,7 +247,8 @@ class ScaffoldBenchmark(Evaluator):
                 enc = copy.deepcopy(ctx.model.encoder if init == "pretrained" else fresh)
                 model = _Classifier(enc, len(ds.tasks), ctx.plan.roles).to(ctx.device)
                 test_auc, valid_auc, epoch = _finetune(model, labelled["train"], labelled["valid"], labelled["test"],
-                                                       p, ctx.seed, ctx.device, ds.tasks)
+                                                       p, ctx.seed, ctx.device, ds.tasks,
+                                                       curve.epoch_logger(name, init))
                 rows.append({**base, "protocol": "finetune", "init": init, "test_auroc": test_auc,
                              "valid_auroc": valid_auc, "best_epoch": epoch})
         return rows, leakage
