@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cgc_framework.bench.report import grid_label
+from cgc_framework.bench.summary import grid_label
 from cgc_framework.engine.config import (
     ComponentRef,
     apply_overrides,

@@ -10,24 +10,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from cgc_framework.bench.summary import config_label, generic_summary, grid_label
 from cgc_framework.plugin.metrics import mean_ci
-
-
-def grid_label(key: str) -> str:
-    """The results-table column of a grid axis: its key, or for a bundle axis ``_name`` the ``name``."""
-    return key[1:] if key.startswith("_") else key
-
-
-def _config_label(df: pd.DataFrame, grid_keys: list[str]) -> pd.Series:
-    if not grid_keys:
-        return pd.Series(["base"] * len(df), index=df.index)
-    return df[grid_keys].astype(str).agg(", ".join, axis=1)
 
 
 def summary_table(results: pd.DataFrame, grid_keys: list[str], metric: str = "auroc") -> pd.DataFrame:
     """Per config x data set x method x k: task-macro ``metric`` per seed, mean and 95% CI over seeds."""
     df = results[results.metric == metric].copy()
-    df["config"] = _config_label(df, grid_keys)
+    df["config"] = config_label(df, grid_keys)
     per_seed = df.groupby(["config", "dataset", "method", "k", "seed"])["value"].mean().reset_index()
     rows = []
     for key, g in per_seed.groupby(["config", "dataset", "method", "k"]):
@@ -43,7 +33,7 @@ def paired_tests(results: pd.DataFrame, grid_keys: list[str], *, model: str, bas
     tasks, per config x data set x k; plus, where a config has several data sets, a pooled row
     (``dataset`` ``(all)``) paired over seeds x data sets x tasks (data sets with more tasks weigh more)."""
     df = results[results.metric == metric].copy()
-    df["config"] = _config_label(df, grid_keys)
+    df["config"] = config_label(df, grid_keys)
     groups = [((config, dataset, k), g) for (config, dataset, k), g in df.groupby(["config", "dataset", "k"])]
     groups += [((config, "(all)", k), g) for (config, k), g in df.groupby(["config", "k"])
                if g["dataset"].nunique() > 1]
@@ -250,7 +240,7 @@ def _comparison_section(rows: pd.DataFrame, c: dict[str, Any], grid_keys: list[s
              "over the data sets, then over seeds. Baselines that do not change with the configuration "
              "have one row.", ""]
     planned = trials if set(grid_keys) <= set(trials.columns) else rows  # the grid's order
-    lines += overview_tables(summary, average, list(dict.fromkeys(_config_label(planned, grid_keys))),
+    lines += overview_tables(summary, average, list(dict.fromkeys(config_label(planned, grid_keys))),
                              model=model, baselines=baselines)
     lines += ["### Per configuration, data set, method and k", "",
               f"Task-macro {M} per seed, then mean [95% CI] over seeds:", ""]
@@ -328,16 +318,11 @@ def _with_ci(df: pd.DataFrame, column: str = "auroc") -> pd.DataFrame:
                                  zip(df["mean"], df["ci_low"], df["ci_high"])]})
 
 
-#: columns that identify a trial or its provenance, not what a value measures
-_BOOKKEEPING = ("trial", "seed", "config_hash", "versions", "pretrain_data_sha256", "eval_data_sha256",
-                "value", "draw", "n_test")
-
-
 def average_table(results: pd.DataFrame, grid_keys: list[str], metric: str = "auroc") -> pd.DataFrame:
     """Per config x method x k: per seed the mean over data sets of the task-macro ``metric``, then
     mean and 95% CI over seeds (the "average over the eight sets" of Hu et al. 2020)."""
     df = results[results.metric == metric].copy()
-    df["config"] = _config_label(df, grid_keys)
+    df["config"] = config_label(df, grid_keys)
     per_set = df.groupby(["config", "method", "k", "seed", "dataset"])["value"].mean().reset_index()
     per_seed = per_set.groupby(["config", "method", "k", "seed"]).agg(
         value=("value", "mean"), datasets=("dataset", "nunique")).reset_index()
@@ -347,95 +332,6 @@ def average_table(results: pd.DataFrame, grid_keys: list[str], metric: str = "au
         rows.append(dict(zip(["config", "method", "k"], key), datasets=int(g["datasets"].min()), mean=m,
                          ci_low=lo, ci_high=hi, seeds=len(g)))
     return pd.DataFrame(rows)
-
-
-#: wide tables with more rows than this per trial are per-item listings (per feature, per pair):
-#: they stay in ``results.parquet`` and are not averaged into the report.
-MAX_SUMMARY_ROWS_PER_TRIAL = 30
-
-
-def _long_form(g: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame | None:
-    """A table as ``metric``/``value`` rows: tidy tables as they are; a small wide table (one column
-    per measure, e.g. ICS or the do-check) melted — float and bool columns are measures, and so
-    is an integral column that changes with the seed where the others name one row per seed
-    (a best epoch); every other column (names, integer counts and ``k``, ``*_um`` doses)
-    describes the row. ``None`` when there is nothing to average."""
-    if "value" in g:
-        return g
-    if "trial" in g and g.groupby("trial").size().max() > MAX_SUMMARY_ROWS_PER_TRIAL:
-        return None
-    skip = {*_BOOKKEEPING, *grid_keys, "evaluation", "table"}
-    measures = [c for c in g.columns if c not in skip and not c.endswith("_um") and _is_measure(g[c])]
-    measures += _integral_measures(g, skip | set(measures), grid_keys)
-    if not measures:
-        return None
-    g = g.copy()
-    for c in measures:
-        g[c] = g[c].astype(float)
-    name = "metric" if "metric" not in g else "measure"
-    return g.melt(id_vars=[c for c in g.columns if c not in measures], value_vars=measures,
-                  var_name=name, value_name="value")
-
-
-def _integral_measures(g: pd.DataFrame, taken: set[str], grid_keys: list[str]) -> list[str]:
-    """Integral columns that are outcomes, not descriptors (e.g. a best epoch): the other
-    descriptors already name one row per seed, and the column's value changes with the seed."""
-    if "seed" not in g:
-        return []
-    candidates = [c for c in g.columns if c not in taken and not c.endswith("_um")
-                  and pd.api.types.is_numeric_dtype(g[c]) and not pd.api.types.is_bool_dtype(g[c])]
-    found = []
-    for c in candidates:
-        others = [k for k in g.columns if k not in taken and k != c and k not in found and k != "seed"]
-        others = list(dict.fromkeys([*[k for k in grid_keys if k in g], *others]))
-        if not others:
-            continue
-        if g.groupby([*others, "seed"], dropna=False).size().max() > 1:
-            continue
-        if (g.groupby(others, dropna=False)[c].nunique(dropna=False) > 1).any():
-            found.append(c)
-    return found
-
-
-def _is_measure(col: pd.Series) -> bool:
-    """True for a column of non-integral numbers or of booleans (averaged: a rate). The results
-    table stores every number as float (tables are concatenated), so integral values — counts,
-    ``k`` — are taken as descriptors."""
-    v = col.dropna()
-    if v.empty:
-        return False
-    if v.map(lambda x: isinstance(x, (bool, np.bool_))).all():
-        return True
-    if not pd.api.types.is_numeric_dtype(v):
-        return False
-    return not np.all(np.mod(v.to_numpy(dtype=float), 1) == 0)
-
-
-def generic_summary(results: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
-    """Any evaluation table: mean and 95% CI over seeds of ``value`` per config x every descriptive
-    column of that table (e.g. suite, part, method, metric). Small wide tables are melted first
-    (:func:`_long_form`); tables with only labels, or per-item listings, are left out."""
-    frames = []
-    for (ev, table), g in results.groupby(["evaluation", "table"], sort=False):
-        g = _long_form(g.dropna(axis=1, how="all"), grid_keys)
-        if g is None:
-            continue
-        g = g.copy()
-        g["value"] = pd.to_numeric(g["value"], errors="coerce")
-        g = g.dropna(subset=["value"])
-        if g.empty:
-            continue
-        g["config"] = _config_label(g, grid_keys)
-        keys = ["config"] + [c for c in g.columns if c not in (*_BOOKKEEPING, *grid_keys, "config",
-                                                                "evaluation", "table")]
-        per_seed = g.groupby(keys + ["seed"], dropna=False)["value"].mean().reset_index()
-        rows = []
-        for key, s in per_seed.groupby(keys, dropna=False):
-            m, lo, hi = mean_ci(s["value"].values)
-            rows.append({"evaluation": ev, "table": table, **dict(zip(keys, key)), "mean": m, "ci_low": lo,
-                         "ci_high": hi, "seeds": len(s)})
-        frames.append(pd.DataFrame(rows))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _ood_plot(generic: pd.DataFrame, out: Path) -> list[str]:

@@ -234,7 +234,8 @@ def synthetic_results() -> pd.DataFrame:
 def test_report_tables_equal_numbers_recomputed_from_the_results(tmp_path):
     from types import SimpleNamespace
 
-    from cgc_framework.bench.report import average_table, generic_summary, write_report
+    from cgc_framework.bench.report import average_table, write_report
+    from cgc_framework.bench.summary import generic_summary
 
     res = synthetic_results()
     fs = res[res.table == "few_shot"]
@@ -363,7 +364,7 @@ def test_pooled_paired_test_pairs_every_seed_data_set_and_task():
 def test_generic_summary_skips_tables_without_numbers():
     """A table whose rows carry only labels (its `value` column all empty) is left out of the
     averages instead of failing the report; numeric tables are averaged over seeds."""
-    from cgc_framework.bench.report import generic_summary
+    from cgc_framework.bench.summary import generic_summary
 
     rows = pd.DataFrame({"evaluation": ["ood"] * 4, "table": ["overlap", "overlap", "ood", "ood"],
                          "trial": ["a", "b", "a", "b"], "seed": [0, 1, 0, 1],
@@ -377,7 +378,7 @@ def test_generic_summary_skips_tables_without_numbers():
 def test_generic_summary_melts_small_wide_tables_and_keeps_counts_as_descriptors():
     """ICS/do-check style tables (one column per measure) are averaged per measure; integral
     columns (counts, k) describe rows; booleans average to a rate; per-item listings stay out."""
-    from cgc_framework.bench.report import MAX_SUMMARY_ROWS_PER_TRIAL, generic_summary
+    from cgc_framework.bench.summary import MAX_SUMMARY_ROWS_PER_TRIAL, generic_summary
 
     wide = pd.DataFrame({"evaluation": "do", "table": "do_check", "trial": ["a", "b"], "seed": [0, 1],
                          "method": "model", "n_queries": [192.0, 192.0], "mse": [0.5, 0.7],
@@ -395,7 +396,7 @@ def test_generic_summary_averages_an_integral_outcome_that_changes_with_the_seed
     """A scaffold-style table: ``best_epoch`` is integral but an outcome (one row per seed per
     dataset x mode, different at each seed), so it is averaged and does not split the rows; ``k``
     of a few-shot style table names several rows per seed and stays a descriptor."""
-    from cgc_framework.bench.report import generic_summary
+    from cgc_framework.bench.summary import generic_summary
 
     scaffold = pd.DataFrame({"evaluation": "scaffold", "table": "scaffold", "trial": "t",
                              "seed": [0, 1, 2, 0, 1, 2], "dataset": ["bace"] * 3 + ["bbbp"] * 3,
