@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Callable
 
 from cgc_framework.plugin.errors import CGCError
@@ -168,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def embed_main(argv: list[str] | None = None) -> int:
-    """``cgc-embed CHECKPOINT``: embeddings of SMILES (molecule level) or of saved graphs, as CSV.
+    """``cgc-embed CHECKPOINT``: embeddings of SMILES (molecule level) or of saved graphs, as CSV
+    (Parquet when --out ends in .parquet).
 
     One row per input, columns row, smiles, e0..e{D-1} (row: the line of --smiles-file, or the
     position of the --smiles argument); rows that give no embedding (empty, invalid SMILES) are
@@ -188,7 +188,7 @@ def embed_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", choices=["treated", "control"], default="treated",
                         help="with --level cell: encode the treated profile (default) or the control state")
     parser.add_argument("--builder", help="molecule graph builder name (default: as recorded, else rdkit_molecule)")
-    parser.add_argument("--out", required=True, help="output CSV")
+    parser.add_argument("--out", required=True, help="output table: Parquet for a .parquet name, else CSV")
     labels = parser.add_mutually_exclusive_group()
     labels.add_argument("--map", metavar="LABELS_CSV", help="also write a 2-D map (PCA; UMAP with umap-learn) of the "
                         "embeddings coloured by a label column of this table, beside the untrained encoder's map, "
@@ -209,6 +209,7 @@ def embed_main(argv: list[str] | None = None) -> int:
     try:
         import pandas as pd
 
+        from cgc_framework.engine.inputs import write_table
         from cgc_framework.engine.pretrained import load_graphs, load_pretrained
         from cgc_framework.plugin.records import RecordError
 
@@ -227,7 +228,7 @@ def embed_main(argv: list[str] | None = None) -> int:
         else:
             ids, emb, note = _embed_smiles(pre, args)
         table = pd.concat([ids, pd.DataFrame(emb.numpy(), columns=[f"e{i}" for i in range(emb.size(1))])], axis=1)
-        table.to_csv(args.out, index=False)
+        write_table(table, args.out)
         if args.map or args.map_run_labels:
             from cgc_framework.engine.embedding_map import map_for_cli
 
@@ -245,7 +246,7 @@ def _embed_smiles(pre, args: argparse.Namespace):
     import pandas as pd
 
     from cgc_framework.engine.featurize import build_values
-    from cgc_framework.engine.inputs import read_smiles_file, smiles_arguments
+    from cgc_framework.engine.inputs import output_table, read_smiles_file, smiles_arguments
     from cgc_framework.plugin.errors import DataError
     from cgc_framework.plugin.records import RecordError
 
@@ -258,9 +259,9 @@ def _embed_smiles(pre, args: argparse.Namespace):
             skipped.append({"row": row, "smiles": smiles, "reason": str(graph)})
         else:
             keep.append((row, smiles, pre.schema.conform(graph)))
-    note, where, out = "", "", Path(args.out)
+    note, where, stem = "", "", output_table(args.out)[1]
     if skipped:
-        path = out.with_name((out.name[:-4] if out.name.lower().endswith(".csv") else out.name) + ".skipped.csv")
+        path = stem.with_name(stem.name + ".skipped.csv")
         pd.DataFrame(sorted(skipped, key=lambda r: r["row"]), columns=["row", "smiles", "reason"]).to_csv(path, index=False)
         invalid = len(skipped) - len(given.empty)
         parts = ([f"{invalid} invalid SMILES skipped"] if invalid else []) + \

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from cgc_framework.engine.inputs import output_table
 from cgc_framework.plugin.errors import CGCError
 
 Method = Literal["auto", "pca", "umap"]
@@ -258,8 +259,8 @@ def map_for_cli(pre: Any, ids: pd.DataFrame, embeddings: Any, args: Any, graphs:
         def again(p: Any) -> Any:
             return p.embed_smiles(list(ids["smiles"]), builder=args.builder).numpy()
         what = "molecule embeddings"
-    out = Path(args.out)
-    prefix = out.with_name((out.name[:-4] if out.name.lower().endswith(".csv") else out.name) + ".map")
+    stem = output_table(args.out)[1]
+    prefix = stem.with_name(stem.name + ".map")
     labels: str | Path | pd.DataFrame = args.map
     column, name, source = args.label_column, "", ""
     if getattr(args, "map_run_labels", None):

@@ -99,3 +99,22 @@ def _read_csv(path: Path, out: SmilesRows) -> SmilesRows:
 
 
 __all__ = ["SmilesRows", "read_smiles_file", "smiles_arguments"]
+
+
+def output_table(path: str | Path) -> tuple[str, Path]:
+    """``(format, stem)`` of an output table path: ``"parquet"`` for a ``.parquet`` name, else
+    ``"csv"``; the stem is the path without a ``.csv``/``.parquet`` suffix, for the files written
+    beside it (``<stem>.skipped.csv``, ``<stem>.map.png``)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    fmt = "parquet" if suffix == ".parquet" else "csv"
+    return fmt, path.with_suffix("") if suffix in (".csv", ".parquet") else path
+
+
+def write_table(table, path: str | Path) -> None:
+    """Write a pandas DataFrame as Parquet (a ``.parquet`` name) or CSV (any other name)."""
+    if output_table(path)[0] == "parquet":
+        table.to_parquet(path, index=False)
+    else:
+        table.to_csv(path, index=False)
+

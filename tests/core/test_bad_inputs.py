@@ -362,6 +362,16 @@ def test_smiles_csv_with_empty_cells_counts_them_by_line(tmp_path, capsys, check
     assert pd.read_csv(tmp_path / "emb.skipped.csv").row.tolist() == [3]
 
 
+def test_a_parquet_out_name_writes_parquet_with_the_same_rows_as_csv(tmp_path, capsys, checkpoint):
+    args = [checkpoint, "--smiles", "CCO", "xyz", "c1ccccc1O", "--out"]
+    assert _cli(capsys, embed_main, [*args, tmp_path / "e.csv"])[0] == 0
+    rc, out, _ = _cli(capsys, embed_main, [*args, tmp_path / "e.parquet"])
+    assert rc == 0 and f"{tmp_path / 'e.skipped.csv'}" in out
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "e.parquet"), pd.read_csv(tmp_path / "e.csv"),
+                                  check_exact=False, check_dtype=False, rtol=1e-6)
+    assert pd.read_csv(tmp_path / "e.skipped.csv").row.tolist() == [2]
+
+
 @pytest.mark.parametrize("case", ["no_smiles_column", "binary", "all_invalid", "only_empty_rows", "missing"])
 def test_unusable_smiles_files_give_exit_2(tmp_path, capsys, checkpoint, case):
     content, expected = {
