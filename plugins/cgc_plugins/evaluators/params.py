@@ -109,9 +109,10 @@ class ScaffoldParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     datasets: list[Literal[CLASSIFICATION_SETS]] = Field(list(CLASSIFICATION_SETS), min_length=1)  # type: ignore[valid-type]
-    protocols: list[Literal["linear_probe", "finetune", "ecfp_lr", "minimol_lr"]] = Field(
+    protocols: list[Literal["linear_probe", "finetune", "finetune_lp", "ecfp_lr", "minimol_lr"]] = Field(
         ["linear_probe", "finetune", "ecfp_lr"],
-        description="minimol_lr: frozen MiniMol embeddings + logistic regression (the [baselines] extra)")
+        description="finetune_lp: fine-tuning whose head starts from the linear probe (LP-FT); "
+                    "minimol_lr: frozen MiniMol embeddings + logistic regression (the [baselines] extra)")
     finetune_init: list[Literal["pretrained", "scratch"]] = ["pretrained", "scratch"]
     epochs: int = Field(10, gt=0, description="fine-tuning epochs (Hu et al.: 100)")
     batch_size: int = Field(32, gt=0)

@@ -10,6 +10,11 @@ For each MoleculeNet classification set (DeepChem scaffold split 80/10/10):
   (``pretrained``) or from scratch (``scratch``: the "same encoder trained from scratch on the
   labels" baseline); the test ROC-AUC of the epoch with the best validation ROC-AUC is reported,
   and each epoch's training loss and validation ROC-AUC go to ``finetune_curve.csv`` as it ends;
+- ``finetune_lp``: the same fine-tuning, but the head starts from the linear probe of the head's
+  input (per-task logistic regression on the frozen encoder's features, standardisation folded into
+  the weights), so the first gradient steps do not come from a random head ("LP-FT", Kumar et al.
+  2022); the start itself (best epoch ``-1``: the probe head on the unchanged encoder) is one of the
+  checkpoints the validation ROC-AUC chooses from;
 - ``ecfp_lr``: ECFP4 + logistic regression per task (fingerprint baseline).
 
 Score: ROC-AUC per task on the scaffold test split, macro over tasks with both classes, then the
@@ -63,15 +68,22 @@ def _auroc(y: np.ndarray, scores: np.ndarray, present: np.ndarray, tasks: list[s
     return res.macro.get("auroc", float("nan"))
 
 
+def _fit_probe(x_tr: np.ndarray, tr: Split, t: int) -> tuple[StandardScaler, LogisticRegression] | None:
+    """Task ``t``'s probe: standardisation + logistic regression on its labelled training rows;
+    None when they hold one class only."""
+    keep = tr.present[:, t]
+    if np.unique(tr.y[keep, t]).size < 2:
+        return None
+    scaler = StandardScaler().fit(x_tr[keep])
+    return scaler, LogisticRegression(max_iter=2000).fit(scaler.transform(x_tr[keep]), tr.y[keep, t])
+
+
 def _probe(x_tr: np.ndarray, tr: Split, x_te: np.ndarray, te: Split, tasks: list[str]) -> float:
     scores = np.zeros(te.y.shape, dtype=float)
     for t in range(len(tasks)):
-        keep = tr.present[:, t]
-        if np.unique(tr.y[keep, t]).size < 2:
-            continue
-        scaler = StandardScaler().fit(x_tr[keep])
-        clf = LogisticRegression(max_iter=2000).fit(scaler.transform(x_tr[keep]), tr.y[keep, t])
-        scores[:, t] = clf.predict_proba(scaler.transform(x_te))[:, 1]
+        if (fit := _fit_probe(x_tr, tr, t)) is not None:
+            scaler, clf = fit
+            scores[:, t] = clf.predict_proba(scaler.transform(x_te))[:, 1]
     return _auroc(te.y, scores, te.present, tasks)
 
 
@@ -90,7 +102,28 @@ class _Classifier(torch.nn.Module):
         self.head = torch.nn.Linear(2 * encoder.hidden_dim, num_tasks)
 
     def forward(self, batch):
-        return self.head(molecule_vector(self.encoder, self.encoder(batch), batch, self.roles))
+        return self.head(self.features(batch))
+
+    def features(self, batch) -> Tensor:
+        return molecule_vector(self.encoder, self.encoder(batch), batch, self.roles)
+
+    @torch.no_grad()
+    def head_from_probe(self, train: _Labelled, split: Split, device: torch.device, batch_size: int = 256) -> None:
+        """Sets the head to the linear probe of the current encoder's features on ``train`` (LP-FT):
+        per task ``w / scale`` and ``b - sum(w * mean / scale)`` of its standardised logistic
+        regression, so ``head(x)`` equals the probe's logit; a task with one class gets a zero row."""
+        self.eval()
+        n = len(train.graphs)
+        x = torch.cat([self.features(train.graphs.collate(range(i, min(i + batch_size, n))).to(device)).cpu()
+                       for i in range(0, n, batch_size)]).numpy().astype(np.float64)
+        weight, bias = np.zeros((split.y.shape[1], x.shape[1])), np.zeros(split.y.shape[1])
+        for t in range(split.y.shape[1]):
+            if (fit := _fit_probe(x, split, t)) is not None:
+                scaler, clf = fit
+                weight[t] = clf.coef_[0] / scaler.scale_
+                bias[t] = clf.intercept_[0] - weight[t] @ scaler.mean_
+        self.head.weight.copy_(torch.as_tensor(weight))
+        self.head.bias.copy_(torch.as_tensor(bias))
 
 
 @dataclass
@@ -117,10 +150,12 @@ def _predict(model: _Classifier, data: _Labelled, device: torch.device, batch_si
 
 def _finetune(model: _Classifier, train: _Labelled, valid: _Labelled, test: _Labelled, p: ScaffoldParams,
               seed: int, device: torch.device, tasks: list[str],
-              on_epoch: Callable[[int, float, float], None] = lambda *_: None) -> tuple[float, float, int]:
+              on_epoch: Callable[[int, float, float], None] = lambda *_: None,
+              score_start: bool = False) -> tuple[float, float, int]:
     """Returns (test ROC-AUC at the best-valid epoch, best valid ROC-AUC, best epoch). The batches
     are those a ``DataLoader(shuffle=True)`` of the graphs draws with a generator seeded by ``seed``.
-    ``on_epoch(epoch, mean training loss, valid ROC-AUC)`` is called after each epoch."""
+    ``on_epoch(epoch, mean training loss, valid ROC-AUC)`` is called after each epoch, and with
+    ``score_start`` first for the untrained start as epoch -1 (loss NaN), which may then be the best."""
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=p.lr)
     order = DataLoader(range(len(train.graphs)), batch_size=p.batch_size, shuffle=True,  # batches of indices
@@ -128,6 +163,10 @@ def _finetune(model: _Classifier, train: _Labelled, valid: _Labelled, test: _Lab
     yv, pv = valid.y.numpy().astype(int), valid.present.numpy().astype(bool)
     yt, pt = test.y.numpy().astype(int), test.present.numpy().astype(bool)
     best = (-1.0, float("nan"), -1)
+    if score_start:
+        v = _auroc(yv, _predict(model, valid, device), pv, tasks)
+        on_epoch(-1, float("nan"), v)
+        best = (v, _auroc(yt, _predict(model, test, device), pt, tasks), -1)
     for epoch in range(p.epochs):
         model.train()
         losses = []
@@ -147,21 +186,22 @@ def _finetune(model: _Classifier, train: _Labelled, valid: _Labelled, test: _Lab
 
 
 class _Curve:
-    """The fine-tuning curve: one row per epoch (set, init, epoch, mean training loss, valid
-    ROC-AUC, seconds since the set's fine-tuning started), appended to ``path`` as each epoch ends,
-    so a long run shows where it is; at the end the same rows are the ``finetune_curve`` table."""
+    """The fine-tuning curve: one row per epoch (set, protocol, init, epoch, mean training loss,
+    valid ROC-AUC, seconds since the set's fine-tuning started), appended to ``path`` as each epoch
+    ends, so a long run shows where it is; at the end the same rows are the ``finetune_curve`` table."""
 
-    COLUMNS = ("dataset", "init", "epoch", "train_loss", "valid_auroc", "seconds")
+    COLUMNS = ("dataset", "protocol", "init", "epoch", "train_loss", "valid_auroc", "seconds")
 
     def __init__(self, path: Path):
         self.path, self.rows = path, []
         path.unlink(missing_ok=True)
 
-    def epoch_logger(self, dataset: str, init: str) -> Callable[[int, float, float], None]:
+    def epoch_logger(self, dataset: str, protocol: str, init: str) -> Callable[[int, float, float], None]:
         start = time.perf_counter()
 
         def log(epoch: int, loss: float, valid_auroc: float) -> None:
-            row = dict(zip(self.COLUMNS, (dataset, init, epoch, loss, valid_auroc, time.perf_counter() - start)))
+            row = dict(zip(self.COLUMNS, (dataset, protocol, init, epoch, loss, valid_auroc,
+                                          time.perf_counter() - start)))
             self.rows.append(row)
             new = not self.path.exists()
             with self.path.open("a", newline="") as f:
@@ -238,18 +278,23 @@ class ScaffoldBenchmark(Evaluator):
                     x_te = pre.embed_graphs(graphs["test"], "molecule").numpy()
                 rows.append({**base, "protocol": "linear_probe", "init": init,
                              "test_auroc": _probe(x_tr, sub["train"], x_te, sub["test"], ds.tasks)})
-        if "finetune" in p.protocols:
-            labelled = {part: _Labelled.of(graphs[part], sub[part]) for part in splits}
+        labelled = {part: _Labelled.of(graphs[part], sub[part]) for part in splits}
+        for protocol in ("finetune", "finetune_lp"):
+            if protocol not in p.protocols:
+                continue
             for init in p.finetune_init:
                 # drawing the untrained weights re-seeds torch, so the head below starts from the same
                 # state on every set: a set's score does not depend on the sets listed before it
                 fresh = ctx.pretrained(untrained=True).model.encoder
                 enc = copy.deepcopy(ctx.model.encoder if init == "pretrained" else fresh)
                 model = _Classifier(enc, len(ds.tasks), ctx.plan.roles).to(ctx.device)
+                if protocol == "finetune_lp":
+                    model.head_from_probe(labelled["train"], sub["train"], ctx.device)
                 test_auc, valid_auc, epoch = _finetune(model, labelled["train"], labelled["valid"], labelled["test"],
                                                        p, ctx.seed, ctx.device, ds.tasks,
-                                                       curve.epoch_logger(name, init))
-                rows.append({**base, "protocol": "finetune", "init": init, "test_auroc": test_auc,
+                                                       curve.epoch_logger(name, protocol, init),
+                                                       score_start=protocol == "finetune_lp")
+                rows.append({**base, "protocol": protocol, "init": init, "test_auroc": test_auc,
                              "valid_auroc": valid_auc, "best_epoch": epoch})
         return rows, leakage
 
@@ -259,7 +304,7 @@ def _summary(table: pd.DataFrame, p: ScaffoldParams) -> str:
     wide = t.pivot_table(index="method", columns="dataset", values="test_auroc")
     wide["average"] = wide.mean(axis=1)
     lines = ["Scaffold-split test ROC-AUC x 100 (task macro), one seed"
-             + (f", fine-tuning {p.epochs} epochs" if "finetune" in p.protocols else "")
+             + (f", fine-tuning {p.epochs} epochs" if {"finetune", "finetune_lp"} & set(p.protocols) else "")
              + (f", training split subsampled to {p.max_train}" if p.max_train else "") + ":", "",
              "| method | " + " | ".join(wide.columns) + " |", "|---|" + "---|" * len(wide.columns)]
     for method, row in wide.iterrows():
