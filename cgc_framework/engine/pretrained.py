@@ -122,7 +122,7 @@ class Pretrained:
         encoder = self.model.encoder
         rows = []
         batches = (graphs.collate(range(i, min(i + batch_size, len(graphs)))) for i in range(0, len(graphs), batch_size)) \
-            if isinstance(graphs, PackedGraphs) else _batches(list(graphs), batch_size)
+            if isinstance(graphs, PackedGraphs) else _batches(graphs, batch_size)
         for batch in batches:
             batch = batch.to(self.device)
             if level == "cell" and state == "treated":
@@ -151,13 +151,14 @@ class Pretrained:
         return self.embed_graphs(graphs, "cell", state=state, batch_size=batch_size)  # type: ignore[arg-type]
 
 
-def _batches(graphs: list[HeteroData], batch_size: int, pack: int = 16) -> Iterator[Batch]:
+def _batches(graphs: Sequence[HeteroData], batch_size: int, pack: int = 16) -> Iterator[Batch]:
     """Mini-batches of ``graphs`` in order, as PyG's ``DataLoader`` makes them. ``pack`` batches at
     a time are concatenated once (:class:`~cgc_framework.engine.cache.PackedGraphs`) and sliced: half the
-    cost of collating graph by graph. Graphs with different attributes are collated by PyG."""
+    cost of collating graph by graph. Graphs with different attributes are collated by PyG. Only
+    ``pack`` batches of graphs are read at a time, so a lazy sequence (shards on disk) is streamed."""
     step = batch_size * pack
     for start in range(0, len(graphs), step):
-        chunk = graphs[start:start + step]
+        chunk = [graphs[i] for i in range(start, min(start + step, len(graphs)))]
         try:
             packed = PackedGraphs.from_graphs(chunk)
         except ValueError:  # not one layout (graphs not conformed to one schema)

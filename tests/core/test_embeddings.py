@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 import pytest
 import torch
@@ -42,6 +44,37 @@ def test_molecule_embeddings_from_smiles_match_the_experiment_graphs(trained):
     assert torch.allclose(from_graphs, from_smiles, atol=1e-5)
     with pytest.raises(RecordError, match="invalid SMILES"):
         pre.embed_smiles(["not-a-smiles"])
+
+
+def test_embedding_a_lazy_sequence_reads_it_a_window_at_a_time(trained):
+    """``embed_graphs`` over a sequence that is not packed (e.g. shards read lazily) holds at most 16
+    batches of its graphs at once, and gives the embeddings of the whole list."""
+    pre = load_pretrained(trained / "checkpoints" / "final.pt", extra_plugins=(FixtureCellPlugin(),))
+    graphs = list(load_graphs(trained / "data" / "shards"))
+    graphs = (graphs * (40 // len(graphs) + 1))[:40]
+
+    class Lazy(Sequence):
+        read = 0
+
+        def __len__(self):
+            return len(graphs)
+
+        def __getitem__(self, i):
+            Lazy.read += 1
+            return graphs[i]
+
+        def __iter__(self):
+            raise AssertionError("the whole sequence was materialized")
+
+    encoder, read_at_first_batch = pre.model.encoder, []
+    forward = encoder.forward
+    encoder.forward = lambda *a, **k: (read_at_first_batch.append(Lazy.read), forward(*a, **k))[1]
+    try:
+        lazy = pre.embed_graphs(Lazy(), "molecule", batch_size=2)
+    finally:
+        del encoder.forward
+    assert read_at_first_batch[0] == 2 * 16 and Lazy.read == 40
+    assert torch.allclose(lazy, pre.embed_graphs(graphs, "molecule", batch_size=2), atol=1e-6)
 
 
 def test_cell_embeddings_of_profiles_through_the_registered_builder(trained):
